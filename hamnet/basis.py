@@ -1,0 +1,580 @@
+"""Atomic-orbital bases: the one place that knows both PySCF's AO order and e3nn's irreps.
+
+Everything here is derived from :mod:`pyscf.gto` for the named basis; nothing is
+tabulated by hand. Conventions:
+
+* A *radial function* is one contracted function of one PySCF shell. A PySCF shell with
+  ``nctr`` contractions gives ``nctr`` radial functions of the same ``l``. Within an atom,
+  AOs are ordered radial function by radial function, ``m`` fastest, exactly as PySCF
+  orders them (``p`` as ``x, y, z``; ``l >= 2`` as PySCF's real spherical ``m = -l..l``).
+* :func:`change_of_basis` gives, per ``l``, the orthogonal ``Q_l`` with
+  ``x_e3nn = Q_l @ x_pyscf``. For ``l >= 2`` it is not a permutation; it is fitted to
+  PySCF's own AO values on the sphere and checked to be orthogonal.
+* Under a rotation ``R`` (3x3, proper or improper) of the molecule, every AO matrix
+  transforms as ``F(R x) = D F(x) D^T`` with ``D = ao_rotation(mol, R)``.
+* An atom's orbitals are embedded in a *padded* layout shared by all elements of an
+  :class:`OrbitalBasis` (for each ``l``, as many slots as the element with the most
+  radial functions of that ``l``). Blocks of any atom pair are then
+  ``(n_pad, n_pad)`` tensors with a mask, and map linearly and orthonormally to the
+  irreps :attr:`OrbitalBasis.block_irreps`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+import torch
+from e3nn import o3
+from pyscf import gto
+from pyscf.data import elements as pyscf_elements
+
+__all__ = [
+    "BasisError",
+    "OrbitalBasis",
+    "MoleculeLayout",
+    "change_of_basis",
+    "wigner_D_pyscf",
+    "ao_rotation",
+    "block_irreps",
+    "block_to_irreps",
+    "irreps_to_block",
+    "atomic_number",
+]
+
+BasisSpec = Union[str, dict]
+
+
+class BasisError(ValueError):
+    """A basis, element or AO convention hamnet cannot handle."""
+
+
+def atomic_number(element: Union[int, str]) -> int:
+    """Atomic number of an element given as symbol (``"C"``) or number (``6``)."""
+    if isinstance(element, (int, np.integer)):
+        z = int(element)
+        if not 1 <= z < len(pyscf_elements.ELEMENTS):
+            raise BasisError(f"atomic number {z} is not a known element")
+        return z
+    try:
+        return pyscf_elements.charge(str(element))
+    except Exception as exc:  # pyscf raises KeyError/ValueError variants
+        raise BasisError(f"unknown element symbol {element!r}") from exc
+
+
+def _symbol(z: int) -> str:
+    return pyscf_elements.ELEMENTS[z]
+
+
+# --------------------------------------------------------------------------------------
+# Per-l change of basis between PySCF real spherical harmonics and e3nn's irreps basis
+# --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _change_of_basis(l: int) -> np.ndarray:
+    if l == 0:
+        return np.ones((1, 1))
+    # A single normalized primitive of angular momentum l, evaluated on the unit sphere:
+    # PySCF's AO values there are a constant times PySCF's real spherical harmonics.
+    mol = gto.M(atom="H 0 0 0", basis={"H": [[l, [1.0, 1.0]]]}, spin=None, unit="Bohr")
+    rng = np.random.default_rng(1234)
+    pts = rng.normal(size=(8 * (2 * l + 1), 3))
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    y_pyscf = mol.eval_gto("GTOval_sph", pts)  # [n_pts, 2l+1]
+    y_e3nn = o3.spherical_harmonics(
+        l, torch.from_numpy(pts), normalize=True, normalization="component"
+    ).numpy()  # [n_pts, 2l+1]
+    # y_pyscf = y_e3nn @ M with M = s Q, Q orthogonal.
+    m, *_ = np.linalg.lstsq(y_e3nn, y_pyscf, rcond=None)
+    scale = np.sqrt(np.mean(np.sum(m * m, axis=0)))
+    q = m / scale
+    err = np.abs(q.T @ q - np.eye(2 * l + 1)).max()
+    fit = np.abs(y_e3nn @ m - y_pyscf).max() / np.abs(y_pyscf).max()
+    if err > 1e-10 or fit > 1e-10:
+        raise BasisError(
+            f"PySCF's l={l} real spherical harmonics are not an orthogonal transform of "
+            f"e3nn's (orthogonality error {err:.1e}, fit error {fit:.1e})"
+        )
+    q[np.abs(q) < 1e-14] = 0.0
+    return q
+
+
+def change_of_basis(l: int) -> np.ndarray:
+    """Orthogonal ``(2l+1, 2l+1)`` matrix ``Q_l`` with ``x_e3nn = Q_l @ x_pyscf``.
+
+    ``x_pyscf`` are coefficients over PySCF's real spherical AOs of angular momentum
+    ``l`` (PySCF order); ``x_e3nn`` transforms with ``o3.Irrep(l, (-1)**l).D_from_matrix``.
+    """
+    if l < 0:
+        raise BasisError(f"angular momentum must be >= 0, got {l}")
+    return _change_of_basis(int(l)).copy()
+
+
+def wigner_D_pyscf(l: int, R: np.ndarray) -> np.ndarray:
+    """``(2l+1, 2l+1)`` rotation of PySCF's real spherical AOs of angular momentum ``l``.
+
+    ``R`` is a 3x3 orthogonal matrix (det +1 or -1; improper ones carry parity ``(-1)^l``).
+    """
+    R = _check_rotation(R)
+    q = _change_of_basis(int(l))
+    d = o3.Irrep(int(l), (-1) ** int(l)).D_from_matrix(torch.from_numpy(R)).numpy()
+    return q.T @ d @ q
+
+
+def _check_rotation(R) -> np.ndarray:
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape != (3, 3):
+        raise ValueError(f"rotation must be a 3x3 matrix, got shape {R.shape}")
+    if not np.all(np.isfinite(R)) or np.abs(R @ R.T - np.eye(3)).max() > 1e-8:
+        raise ValueError("rotation matrix is not orthogonal (R R^T != I to 1e-8)")
+    return R
+
+
+def _check_spherical(mol: gto.Mole) -> None:
+    if getattr(mol, "cart", False):
+        raise BasisError(
+            "Cartesian AOs (mol.cart=True) are not supported: hamnet works in PySCF's "
+            "real spherical AO basis; build the Mole with cart=False"
+        )
+
+
+def ao_rotation(mol: gto.Mole, R) -> np.ndarray:
+    """Block-diagonal ``(nao, nao)`` AO rotation ``D`` in PySCF AO order.
+
+    For the molecule rotated by ``R`` (positions ``x -> R x``), every one-electron AO
+    matrix ``M`` (Fock, overlap, core Hamiltonian) satisfies ``M(R x) = D M(x) D^T``.
+
+    Parameters
+    ----------
+    mol : pyscf.gto.Mole
+        Built molecule with a spherical basis.
+    R : array_like, shape (3, 3)
+        Orthogonal matrix; improper rotations include inversion parity ``(-1)^l``.
+    """
+    _check_spherical(mol)
+    R = _check_rotation(R)
+    nao = mol.nao_nr()
+    D = np.zeros((nao, nao))
+    ao_loc = mol.ao_loc_nr()
+    blocks = {}
+    for ib in range(mol.nbas):
+        l = mol.bas_angular(ib)
+        if l not in blocks:
+            blocks[l] = wigner_D_pyscf(l, R)
+        d = 2 * l + 1
+        for c in range(mol.bas_nctr(ib)):
+            p0 = ao_loc[ib] + c * d
+            D[p0 : p0 + d, p0 : p0 + d] = blocks[l]
+    return D
+
+
+# --------------------------------------------------------------------------------------
+# (l1, l2) block  <->  direct sum of irreps, through Clebsch-Gordan coefficients
+# --------------------------------------------------------------------------------------
+
+
+def block_irreps(l1: int, l2: int) -> o3.Irreps:
+    """Irreps of an ``(l1, l2)`` block: ``L = |l1-l2| .. l1+l2``, parity ``(-1)^(l1+l2)``."""
+    p = (-1) ** (l1 + l2)
+    return o3.Irreps([(1, (L, p)) for L in range(abs(l1 - l2), l1 + l2 + 1)])
+
+
+@functools.lru_cache(maxsize=None)
+def _block_matrix(l1: int, l2: int) -> np.ndarray:
+    """Orthogonal ``U`` of shape ``[(2l1+1)(2l2+1), dim]``: ``vec(B_pyscf) = U @ x``."""
+    q1, q2 = _change_of_basis(l1), _change_of_basis(l2)
+    cols = []
+    for L in range(abs(l1 - l2), l1 + l2 + 1):
+        w = o3.wigner_3j(l1, l2, L, dtype=torch.float64).numpy() * np.sqrt(2 * L + 1)
+        # e3nn-basis block for irrep component M is w[:, :, M]; back to PySCF order.
+        b = np.einsum("ai,bj,ijm->abm", q1, q2, w)  # q^T w q per M
+        cols.append(b.reshape((2 * l1 + 1) * (2 * l2 + 1), 2 * L + 1))
+    u = np.concatenate(cols, axis=1)
+    err = np.abs(u.T @ u - np.eye(u.shape[1])).max()
+    if err > 1e-10:  # pragma: no cover - would mean e3nn changed its 3j normalization
+        raise BasisError(f"Clebsch-Gordan map for ({l1},{l2}) is not orthonormal ({err:.1e})")
+    return u
+
+
+def _u_tensor(l1: int, l2: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(_block_matrix(l1, l2), dtype=like.dtype, device=like.device)
+
+
+def block_to_irreps(block: torch.Tensor, l1: int, l2: int) -> torch.Tensor:
+    """PySCF-order ``(l1, l2)`` blocks to irreps in e3nn's basis.
+
+    Parameters
+    ----------
+    block : torch.Tensor, shape (..., 2l1+1, 2l2+1)
+        Transforms as ``D_l1 B D_l2^T`` with :func:`wigner_D_pyscf`.
+
+    Returns
+    -------
+    torch.Tensor, shape (..., block_irreps(l1, l2).dim)
+        Transforms with ``block_irreps(l1, l2).D_from_matrix``; norm-preserving.
+    """
+    n1, n2 = 2 * l1 + 1, 2 * l2 + 1
+    if block.shape[-2:] != (n1, n2):
+        raise ValueError(f"expected blocks of shape (..., {n1}, {n2}), got {tuple(block.shape)}")
+    u = _u_tensor(l1, l2, block)
+    return block.reshape(*block.shape[:-2], n1 * n2) @ u
+
+
+def irreps_to_block(x: torch.Tensor, l1: int, l2: int) -> torch.Tensor:
+    """Inverse of :func:`block_to_irreps`: ``(..., dim)`` -> ``(..., 2l1+1, 2l2+1)``."""
+    u = _u_tensor(l1, l2, x)
+    if x.shape[-1] != u.shape[1]:
+        raise ValueError(f"expected irreps of dim {u.shape[1]}, got {x.shape[-1]}")
+    return (x @ u.T).reshape(*x.shape[:-1], 2 * l1 + 1, 2 * l2 + 1)
+
+
+# --------------------------------------------------------------------------------------
+# Orbital layouts of elements and molecules
+# --------------------------------------------------------------------------------------
+
+
+def _element_radial_ls(basis: BasisSpec, z: int) -> tuple[int, ...]:
+    """``l`` of each radial function of element ``z`` in ``basis``, PySCF order."""
+    sym = _symbol(z)
+    try:
+        mol = gto.M(atom=f"{sym} 0 0 0", basis=basis, spin=None, verbose=0)
+    except Exception as exc:
+        msg = str(exc)
+        if "Unknown basis" in msg:
+            raise BasisError(f"unknown basis {basis!r}: PySCF does not know this name") from exc
+        raise BasisError(f"basis {basis!r} has no functions for element {sym} (Z={z})") from exc
+    return _mol_atom_ls(mol, 0)
+
+
+def _mol_atom_ls(mol: gto.Mole, ia: int) -> tuple[int, ...]:
+    ls = []
+    for ib in mol.atom_shell_ids(ia):
+        ls += [int(mol.bas_angular(ib))] * int(mol.bas_nctr(ib))
+    if not ls:
+        raise BasisError(f"atom {ia} ({mol.atom_symbol(ia)}) has no basis functions")
+    return tuple(ls)
+
+
+@dataclass(frozen=True)
+class MoleculeLayout:
+    """AO bookkeeping of one molecule, all arrays in PySCF AO order.
+
+    Attributes
+    ----------
+    Z : (n_atoms,) int
+    ao_atom, ao_radial, ao_l, ao_m : (nao,) int
+        For each AO: its atom, its radial function within the atom, ``l``, and ``m``
+        (``-l..l`` in PySCF order; for ``p`` PySCF's ``x, y, z`` are ``m = 1, -1, 0``).
+    atom_offsets : (n_atoms + 1,) int
+        AO range of atom ``i`` is ``atom_offsets[i]:atom_offsets[i+1]``.
+    gather : (nao * nao,) int
+        Position of AO element ``(mu, nu)`` in the stacked ``(n_atoms**2 * n_pad**2)``
+        flattened pair blocks; pair ``(i, j)`` is block ``i * n_atoms + j``.
+    """
+
+    Z: np.ndarray
+    ao_atom: np.ndarray
+    ao_radial: np.ndarray
+    ao_l: np.ndarray
+    ao_m: np.ndarray
+    atom_offsets: np.ndarray
+    gather: np.ndarray
+
+    @property
+    def nao(self) -> int:
+        return int(self.atom_offsets[-1])
+
+    @property
+    def n_atoms(self) -> int:
+        return int(len(self.Z))
+
+
+_P_M = (1, -1, 0)  # PySCF orders p as x, y, z
+
+
+class OrbitalBasis:
+    """Orbital layout of a set of elements in one PySCF basis.
+
+    Parameters
+    ----------
+    basis : str or dict
+        Any basis PySCF knows (``"def2-svp"``, ``"cc-pvtz"``, or a per-element dict).
+    elements : iterable of int or str
+        The elements this basis must cover; each must exist in ``basis``.
+
+    Attributes
+    ----------
+    elements : tuple of int
+        Sorted atomic numbers.
+    radial_ls : dict int -> tuple of int
+        ``l`` of each radial function per element, in PySCF order.
+    pad_ls : tuple of int
+        ``l`` of each slot of the padded per-atom layout (sorted by ``l``).
+    n_pad : int
+        AOs of the padded layout.
+    block_irreps : e3nn.o3.Irreps
+        Irreps of one padded ``(n_pad, n_pad)`` pair block (sorted, simplified).
+    """
+
+    def __init__(self, basis: BasisSpec, elements: Iterable[Union[int, str]]):
+        zs = sorted({atomic_number(e) for e in elements})
+        if not zs:
+            raise BasisError("an OrbitalBasis needs at least one element")
+        self.basis = basis.lower() if isinstance(basis, str) else basis
+        self.elements = tuple(zs)
+        self.radial_ls = {z: _element_radial_ls(basis, z) for z in zs}
+        self._setup()
+
+    @classmethod
+    def from_mole(cls, mol: gto.Mole) -> "OrbitalBasis":
+        """Layout of the elements and basis of a built PySCF molecule."""
+        _check_spherical(mol)
+        self = cls.__new__(cls)
+        self.basis = mol.basis.lower() if isinstance(mol.basis, str) else mol.basis
+        radial_ls: dict[int, tuple[int, ...]] = {}
+        for ia in range(mol.natm):
+            z = int(mol.atom_charge(ia) + _ecp_core(mol, ia))
+            ls = _mol_atom_ls(mol, ia)
+            if radial_ls.setdefault(z, ls) != ls:
+                raise BasisError(
+                    f"atoms of element {_symbol(z)} carry different basis sets in this "
+                    "Mole; hamnet needs one basis per element"
+                )
+        self.elements = tuple(sorted(radial_ls))
+        self.radial_ls = {z: radial_ls[z] for z in self.elements}
+        self._setup()
+        return self
+
+    # ---- derived layout -------------------------------------------------------------
+
+    def _setup(self) -> None:
+        lmax = max(max(ls) for ls in self.radial_ls.values())
+        counts = [max(ls.count(l) for ls in self.radial_ls.values()) for l in range(lmax + 1)]
+        self.lmax = lmax
+        self.pad_ls = tuple(l for l in range(lmax + 1) for _ in range(counts[l]))
+        slot_start = np.cumsum([0] + [2 * l + 1 for l in self.pad_ls])
+        self.n_pad = int(slot_start[-1])
+        first_slot = {l: self.pad_ls.index(l) for l in set(self.pad_ls)}
+        # For each element: padded position of each of its AOs, in PySCF order.
+        self.pad_index: dict[int, np.ndarray] = {}
+        for z, ls in self.radial_ls.items():
+            seen = {l: 0 for l in ls}
+            idx = []
+            for l in ls:
+                s = first_slot[l] + seen[l]
+                seen[l] += 1
+                idx.extend(range(slot_start[s], slot_start[s] + 2 * l + 1))
+            self.pad_index[z] = np.asarray(idx, dtype=np.int64)
+        # Slot-pair id of every entry of a padded block (for shell-pair traces).
+        slot_of = np.repeat(np.arange(len(self.pad_ls)), [2 * l + 1 for l in self.pad_ls])
+        self.slot_of_ao = slot_of  # [n_pad]
+        self.slot_pair_id = slot_of[:, None] * len(self.pad_ls) + slot_of[None, :]
+        self._build_block_map(slot_start)
+        self._layout_cache: dict[tuple, MoleculeLayout] = {}
+
+    def _build_block_map(self, slot_start: np.ndarray) -> None:
+        """Orthonormal ``U`` [n_pad*n_pad, dim]: vec(padded block) = U @ irreps."""
+        n = self.n_pad
+        entries = []  # (L, parity, column block [n*n, 2L+1])
+        for i, li in enumerate(self.pad_ls):
+            for j, lj in enumerate(self.pad_ls):
+                u = _block_matrix(li, lj).reshape(2 * li + 1, 2 * lj + 1, -1)
+                col = 0
+                for L in range(abs(li - lj), li + lj + 1):
+                    full = np.zeros((n, n, 2 * L + 1))
+                    full[
+                        slot_start[i] : slot_start[i + 1], slot_start[j] : slot_start[j + 1]
+                    ] = u[:, :, col : col + 2 * L + 1]
+                    col += 2 * L + 1
+                    p = (-1) ** (li + lj)
+                    entries.append((L, -p, i, j, full.reshape(n * n, 2 * L + 1)))
+        # Group by (L, parity) so that block_irreps is short after simplify().
+        entries.sort(key=lambda e: (e[0], e[1]))
+        self.block_irreps = o3.Irreps([(1, (e[0], -e[1])) for e in entries]).simplify()
+        self._block_u = np.concatenate([e[4] for e in entries], axis=1)  # [n*n, dim]
+        # Slot pair that each irreps component belongs to (for traces from irreps).
+        self.irreps_slot_pair = np.concatenate(
+            [np.full(2 * e[0] + 1, e[2] * len(self.pad_ls) + e[3]) for e in entries]
+        )
+
+    @property
+    def n_slot_pairs(self) -> int:
+        return len(self.pad_ls) ** 2
+
+    def nao(self, element: Union[int, str]) -> int:
+        """Number of AOs of one atom of ``element``."""
+        return int(len(self.pad_index[self._z(element)]))
+
+    def _z(self, element) -> int:
+        z = atomic_number(element)
+        if z not in self.radial_ls:
+            have = ", ".join(_symbol(e) for e in self.elements)
+            raise BasisError(
+                f"element {_symbol(z)} is not in this basis layout (built for {have})"
+            )
+        return z
+
+    def block_mask(self, zi, zj) -> np.ndarray:
+        """Bool ``(n_pad, n_pad)``: entries of a padded block that exist for ``(zi, zj)``."""
+        m = np.zeros((self.n_pad, self.n_pad), dtype=bool)
+        m[np.ix_(self.pad_index[self._z(zi)], self.pad_index[self._z(zj)])] = True
+        return m
+
+    # ---- padded block <-> irreps ---------------------------------------------------
+
+    def padded_to_irreps(self, blocks: torch.Tensor) -> torch.Tensor:
+        """``(..., n_pad, n_pad)`` PySCF-order blocks -> ``(..., block_irreps.dim)``."""
+        n = self.n_pad
+        if blocks.shape[-2:] != (n, n):
+            raise ValueError(f"expected padded blocks (..., {n}, {n}), got {tuple(blocks.shape)}")
+        u = torch.as_tensor(self._block_u, dtype=blocks.dtype, device=blocks.device)
+        return blocks.reshape(*blocks.shape[:-2], n * n) @ u
+
+    def irreps_to_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., block_irreps.dim)`` -> ``(..., n_pad, n_pad)`` PySCF-order blocks."""
+        u = torch.as_tensor(self._block_u, dtype=x.dtype, device=x.device)
+        if x.shape[-1] != u.shape[1]:
+            raise ValueError(f"expected irreps of dim {u.shape[1]}, got {x.shape[-1]}")
+        return (x @ u.T).reshape(*x.shape[:-1], self.n_pad, self.n_pad)
+
+    # ---- molecules -------------------------------------------------------------------
+
+    def layout(self, Z: Sequence[int]) -> MoleculeLayout:
+        """AO bookkeeping of a molecule with atomic numbers ``Z`` (cached per pattern)."""
+        key = tuple(int(z) for z in Z)
+        if key in self._layout_cache:
+            return self._layout_cache[key]
+        if not key:
+            raise BasisError("a molecule needs at least one atom")
+        zs = [self._z(z) for z in key]
+        n_at, n = len(zs), self.n_pad
+        sizes = [len(self.pad_index[z]) for z in zs]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        ao_atom = np.repeat(np.arange(n_at), sizes)
+        ao_radial, ao_l, ao_m = [], [], []
+        for z in zs:
+            for k, l in enumerate(self.radial_ls[z]):
+                ao_radial += [k] * (2 * l + 1)
+                ao_l += [l] * (2 * l + 1)
+                ao_m += list(_P_M) if l == 1 else list(range(-l, l + 1))
+        pad_pos = np.concatenate([self.pad_index[z] for z in zs])  # [nao]
+        # gather[mu, nu] = (atom(mu) * n_at + atom(nu)) * n^2 + pad(mu) * n + pad(nu)
+        pair = ao_atom[:, None] * n_at + ao_atom[None, :]
+        gather = pair * n * n + pad_pos[:, None] * n + pad_pos[None, :]
+        lay = MoleculeLayout(
+            Z=np.asarray(zs, dtype=np.int64),
+            ao_atom=ao_atom,
+            ao_radial=np.asarray(ao_radial, dtype=np.int64),
+            ao_l=np.asarray(ao_l, dtype=np.int64),
+            ao_m=np.asarray(ao_m, dtype=np.int64),
+            atom_offsets=offsets,
+            gather=gather.reshape(-1),
+        )
+        self._layout_cache[key] = lay
+        return lay
+
+    def split(self, F, Z: Sequence[int]):
+        """Split a full ``(nao, nao)`` AO matrix into padded atom-pair blocks.
+
+        Returns
+        -------
+        diag : (n_atoms, n_pad, n_pad)
+            Blocks ``(i, i)``.
+        offdiag : (n_atoms * (n_atoms - 1), n_pad, n_pad)
+            Blocks ``(i, j)``, ``i != j``, in the order of :meth:`pair_index`.
+        Zero where the padded layout has no orbital (see :meth:`block_mask`). Same array
+        type (numpy or torch) and dtype as ``F``.
+        """
+        lay = self.layout(Z)
+        is_torch = isinstance(F, torch.Tensor)
+        if tuple(F.shape) != (lay.nao, lay.nao):
+            raise ValueError(
+                f"matrix of shape {tuple(F.shape)} does not match the molecule's "
+                f"{lay.nao} AOs in basis {self.basis!r}"
+            )
+        n_at, n = lay.n_atoms, self.n_pad
+        if is_torch:
+            flat = F.new_zeros(n_at * n_at * n * n)
+            flat[torch.from_numpy(lay.gather).to(F.device)] = F.reshape(-1)
+        else:
+            flat = np.zeros(n_at * n_at * n * n, dtype=np.asarray(F).dtype)
+            flat[lay.gather] = np.asarray(F).reshape(-1)
+        blocks = flat.reshape(n_at, n_at, n, n)
+        ii, jj = self.pair_index(n_at)
+        d = np.arange(n_at)
+        return blocks[d, d], blocks[ii, jj]
+
+    def assemble(self, diag, offdiag, Z: Sequence[int]):
+        """Inverse of :meth:`split`: padded blocks -> ``(nao, nao)`` in PySCF AO order.
+
+        Works on numpy arrays and (differentiably) on torch tensors. Padding entries
+        are ignored. Symmetry is not imposed here.
+        """
+        lay = self.layout(Z)
+        n_at, n = lay.n_atoms, self.n_pad
+        if tuple(diag.shape) != (n_at, n, n) or tuple(offdiag.shape) != (n_at * (n_at - 1), n, n):
+            raise ValueError(
+                f"expected diag ({n_at}, {n}, {n}) and offdiag ({n_at * (n_at - 1)}, {n}, {n}), "
+                f"got {tuple(diag.shape)} and {tuple(offdiag.shape)}"
+            )
+        pos = self.pair_positions(n_at)  # [n_at*n_at] block slot of each pair id
+        if isinstance(diag, torch.Tensor):
+            stacked = torch.cat([diag, offdiag], dim=0)[torch.from_numpy(pos).to(diag.device)]
+            gather = torch.from_numpy(lay.gather).to(diag.device)
+        else:
+            stacked = np.concatenate([diag, offdiag], axis=0)[pos]
+            gather = lay.gather
+        return stacked.reshape(-1)[gather].reshape(lay.nao, lay.nao)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def pair_index(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ordered pairs ``(i, j)``, ``i != j``, row-major: arrays ``(i, j)``."""
+        ii, jj = np.nonzero(~np.eye(n_atoms, dtype=bool))
+        return ii, jj
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def pair_positions(n_atoms: int) -> np.ndarray:
+        """For pair id ``i * n_atoms + j``: its row in ``concat([diag, offdiag])``."""
+        pos = np.empty(n_atoms * n_atoms, dtype=np.int64)
+        d = np.arange(n_atoms)
+        pos[d * n_atoms + d] = d
+        ii, jj = OrbitalBasis.pair_index(n_atoms)
+        pos[ii * n_atoms + jj] = n_atoms + np.arange(len(ii))
+        return pos
+
+    def check_mole(self, mol: gto.Mole) -> None:
+        """Raise :class:`BasisError` unless ``mol``'s AOs are exactly this layout's."""
+        _check_spherical(mol)
+        other = OrbitalBasis.from_mole(mol)
+        for z, ls in other.radial_ls.items():
+            if z not in self.radial_ls:
+                self._z(z)
+            if self.radial_ls[z] != ls:
+                raise BasisError(
+                    f"molecule's basis {mol.basis!r} differs from this layout's "
+                    f"{self.basis!r} for element {_symbol(z)}"
+                )
+
+    def __repr__(self) -> str:
+        els = " ".join(_symbol(z) for z in self.elements)
+        return f"OrbitalBasis({self.basis!r}, elements=[{els}], n_pad={self.n_pad})"
+
+    def describe(self) -> str:
+        """Human-readable table of shells per element and the block irreps."""
+        letters = "spdfghikl"
+        lines = [repr(self)]
+        for z, ls in self.radial_ls.items():
+            shells = "".join(f"{ls.count(l)}{letters[l]}" for l in sorted(set(ls)))
+            lines.append(f"  {_symbol(z):>2}: {shells:<12} {len(self.pad_index[z])} AOs")
+        lines.append(f"  block irreps: {self.block_irreps} (lmax of blocks {2 * self.lmax})")
+        return "\n".join(lines)
+
+
+def _ecp_core(mol: gto.Mole, ia: int) -> int:
+    """Core electrons removed by an ECP on atom ``ia`` (0 without ECP)."""
+    return int(mol.atom_nelec_core(ia)) if mol.has_ecp() else 0

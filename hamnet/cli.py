@@ -1,0 +1,56 @@
+"""Command-line interface: ``hamnet <command> ...``.
+
+The CLI is thin. Each command lives in its own module as two functions,
+``add_arguments(parser)`` and ``run(args) -> int``, registered by name in
+:data:`COMMANDS` and imported only when used, so ``hamnet --help`` stays fast.
+Nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hamnet import __version__
+
+# name -> (module implementing add_arguments/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "basis": ("hamnet.commands.basis", "show the orbital layout and block irreps of a PySCF basis"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hamnet",
+        description="Predict Kohn-Sham/Fock Hamiltonians (PySCF AO order, Hartree) "
+        "with equivariant TraceGrad models.",
+    )
+    parser.add_argument("--version", action="version", version=f"hamnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        # Arguments are added lazily (see main) to keep start-up cheap.
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    # Find the command, then let its module declare its own arguments.
+    cmd = next((a for a in argv if not a.startswith("-")), None)
+    if cmd in COMMANDS:
+        module = importlib.import_module(COMMANDS[cmd][0])
+        sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        module.add_arguments(sub_action.choices[cmd])
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(args._module)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
