@@ -36,6 +36,7 @@ __all__ = [
     "OrbitalBasis",
     "MoleculeLayout",
     "change_of_basis",
+    "wigner_D_e3nn",
     "wigner_D_pyscf",
     "ao_rotation",
     "block_irreps",
@@ -113,15 +114,37 @@ def change_of_basis(l: int) -> np.ndarray:
     return _change_of_basis(int(l)).copy()
 
 
-def wigner_D_pyscf(l: int, R: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=None)
+def _sphere_points(l: int) -> np.ndarray:
+    rng = np.random.default_rng(4321 + l)
+    pts = rng.normal(size=(4 * (2 * l + 1), 3))
+    return pts / np.linalg.norm(pts, axis=1, keepdims=True)
+
+
+def wigner_D_e3nn(l: int, R) -> np.ndarray:
+    """``(2l+1, 2l+1)`` matrix with ``Y_l(R u) = D Y_l(u)`` for e3nn's spherical harmonics.
+
+    Equal to ``o3.Irrep(l, (-1)**l).D_from_matrix(R)`` but accurate to float64 round-off
+    (e3nn's Euler-angle route loses ~1e-7): it is solved by least squares from e3nn's
+    polynomial spherical harmonics, which also gives the parity ``(-1)^l`` of improper
+    ``R`` for free.
+    """
+    R = _check_rotation(R)
+    pts = _sphere_points(int(l))
+    y = o3.spherical_harmonics(int(l), torch.from_numpy(pts), normalize=False).numpy()
+    y_rot = o3.spherical_harmonics(int(l), torch.from_numpy(pts @ R.T), normalize=False).numpy()
+    dT, *_ = np.linalg.lstsq(y, y_rot, rcond=None)  # y_rot = y @ D^T
+    return dT.T
+
+
+def wigner_D_pyscf(l: int, R) -> np.ndarray:
     """``(2l+1, 2l+1)`` rotation of PySCF's real spherical AOs of angular momentum ``l``.
 
     ``R`` is a 3x3 orthogonal matrix (det +1 or -1; improper ones carry parity ``(-1)^l``).
+    ``D_pyscf = Q^T D_e3nn Q`` with ``Q = change_of_basis(l)``.
     """
-    R = _check_rotation(R)
     q = _change_of_basis(int(l))
-    d = o3.Irrep(int(l), (-1) ** int(l)).D_from_matrix(torch.from_numpy(R)).numpy()
-    return q.T @ d @ q
+    return q.T @ wigner_D_e3nn(l, R) @ q
 
 
 def _check_rotation(R) -> np.ndarray:
