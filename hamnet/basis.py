@@ -213,7 +213,7 @@ def _block_matrix(l1: int, l2: int) -> np.ndarray:
     for L in range(abs(l1 - l2), l1 + l2 + 1):
         w = o3.wigner_3j(l1, l2, L, dtype=torch.float64).numpy() * np.sqrt(2 * L + 1)
         # e3nn-basis block for irrep component M is w[:, :, M]; back to PySCF order.
-        b = np.einsum("ai,bj,ijm->abm", q1, q2, w)  # q^T w q per M
+        b = np.einsum("ia,jb,ijm->abm", q1, q2, w)  # Q1^T w[..., M] Q2 per M
         cols.append(b.reshape((2 * l1 + 1) * (2 * l2 + 1), 2 * L + 1))
     u = np.concatenate(cols, axis=1)
     err = np.abs(u.T @ u - np.eye(u.shape[1])).max()
