@@ -17,6 +17,10 @@ from hamnet import __version__
 # name -> (module implementing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "basis": ("hamnet.commands.basis", "show the orbital layout and block irreps of a PySCF basis"),
+    "data": ("hamnet.commands.data", "make, import and inspect benchmark datasets (LMDB)"),
+    "guess": ("hamnet.commands.guess", "SCF cycles/time from the prediction vs minao"),
+    "train": ("hamnet.commands.train", "train (or resume) a model from a YAML config; no config: the default water job"),
+    "eval": ("hamnet.commands.eval", "QH9 metrics of a trained model or of a prediction file on a dataset store"),
 }
 
 

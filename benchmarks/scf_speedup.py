@@ -1,0 +1,340 @@
+"""SCF acceleration: cycles and wall time from PySCF's own guesses and from hamnet's.
+
+For every molecule, the SCF is run from each of PySCF's guesses (``minao``, ``atom``,
+``huckel``, ``1e``, ``sap``) and from hamnet's prediction, each time on a fresh SCF
+object. Reported per molecule and on average:
+
+* cycles (``mf.cycles``) and wall time in seconds; hamnet's wall time includes the model
+  prediction and the diagonalization that turns it into a density matrix;
+* QH9's ratios: achieved = cycles(hamnet) / cycles(baseline), optimal = 1 / cycles(baseline);
+* that every final energy equals the default (``minao``) run's to 1e-7 Ha.
+
+Molecules come from a hamnet data store (``--data``, e.g. ``--split random --part test``;
+its metadata gives the functional, basis and grid level) or from geometry files
+(``--xyz`` with ``--basis`` and ``--xc``). ``--oracle`` uses the exact converged Fock
+matrix as the "prediction" (the stored ``F``, or for ``--xyz`` a tightly converged SCF
+run untimed beforehand): the upper bound any model can reach; ``--oracle-noise SIGMA``
+perturbs it, a stand-in for a model of that error. Otherwise ``--model CKPT`` is loaded
+with ``hamnet.model.load_model``.
+
+Wall time counts the guess (prediction included) and ``mf.kernel``, on a fresh SCF
+object each time, so one-time set-up (integrals, DFT grid) is in every run alike. Before
+the first molecule, one untimed single-cycle run of each kind warms up the libraries.
+
+Results go to ``--out`` (JSON), rewritten atomically after each molecule; running the
+same command again skips the molecules already there, so an interrupted run resumes.
+
+Example::
+
+    OMP_NUM_THREADS=1 python benchmarks/scf_speedup.py --xyz water.xyz methanol.xyz \\
+        --basis def2-svp --xc pbe --oracle --out scf_oracle.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from hamnet.scf import PYSCF_GUESSES, build_mole, guess_dm, model_guess, read_mole, run_scf
+
+DEFAULT_GUESS = "minao"  # PySCF's default init_guess: the energy reference
+ENERGY_TOL = 1e-7  # Hartree
+ORACLE_CONV_TOL = 1e-11  # Hartree, for the reference Fock matrix of --xyz --oracle
+
+
+# --------------------------------------------------------------------------------------
+# Molecules
+# --------------------------------------------------------------------------------------
+
+
+def parse_indices(spec: str, n: int) -> list[int]:
+    """``"a:b[:step]"`` (Python slice) or ``"i,j,k"`` -> indices into ``range(n)``."""
+    try:
+        if ":" in spec:
+            parts = [int(p) if p else None for p in spec.split(":")]
+            return list(range(n))[slice(*parts)]
+        idx = [int(p) for p in spec.split(",") if p.strip()]
+    except ValueError as exc:
+        raise ValueError(f"--indices {spec!r} is neither 'a:b[:step]' nor 'i,j,k'") from exc
+    bad = [i for i in idx if not -n <= i < n]
+    if bad:
+        raise ValueError(f"--indices {bad} out of range for a data set of {n} records")
+    return [i % n for i in idx]
+
+
+def dataset_molecules(path: str, split: Optional[str], part: str, indices: Optional[str]):
+    """``(metadata, count, iterator of (key, mol, F))`` over records of a hamnet data store.
+
+    The records are ``part`` of the named ``split`` (all records without a split), then
+    ``indices`` of those. A record's charge follows from its ``nocc`` (closed shell).
+    """
+    from hamnet.data import keys as K
+    from hamnet.data import open_dataset
+
+    ds = open_dataset(path)
+    meta = ds.metadata
+    idx = ds.split(split, part) if split else list(range(len(ds)))
+    if indices:
+        idx = [idx[i] for i in parse_indices(indices, len(idx))]
+
+    def items():
+        for i in idx:
+            rec = ds[i]
+            charge = 0
+            if rec.get(K.NOCC) is not None:
+                charge = int(np.sum(rec[K.Z])) - 2 * int(rec[K.NOCC])
+            mol = build_mole(rec[K.Z], rec[K.POS], meta[K.META_BASIS], charge=charge)
+            yield f"{i}:{rec.get(K.SOURCE_ID, '')}", mol, rec[K.F]
+
+    return meta, len(idx), items()
+
+
+def xyz_molecules(paths, basis, charge, spin) -> tuple[int, Iterator]:
+    """``(count, iterator of (key, mol, None))`` over geometry files (Angstrom)."""
+    def items():
+        for p in paths:
+            yield str(p), read_mole(p, basis, charge=charge, spin=spin), None
+
+    return len(paths), items()
+
+
+def symmetric_noise(n: int, sigma: float, seed: int = 0) -> np.ndarray:
+    """``(n, n)`` symmetric matrix with N(0, sigma^2) entries (Hartree)."""
+    e = np.random.default_rng(seed).normal(scale=sigma, size=(n, n))
+    return (e + e.T) / np.sqrt(2.0)
+
+
+# --------------------------------------------------------------------------------------
+# One molecule
+# --------------------------------------------------------------------------------------
+
+
+def _timed(mol, guess, name, xc, settings, repeat):
+    """Run ``repeat`` times; keep the first run's cycles/energy and median times."""
+    runs = [run_scf(mol, guess, name=name, xc=xc, **settings)[0] for _ in range(repeat)]
+    rec = runs[0].as_dict()
+    for k in ("guess_s", "scf_s", "wall_s"):
+        rec[k] = statistics.median(getattr(r, k) for r in runs)
+    if len({r.cycles for r in runs}) > 1:  # pragma: no cover - PySCF is deterministic
+        raise RuntimeError(f"{name}: SCF cycles differ between repeats on the same molecule")
+    return rec
+
+
+def benchmark_molecule(mol, hamnet_guess: Callable, *, name, guesses, xc, settings, repeat=1):
+    """All SCF runs of one molecule and its ratios; ``hamnet_guess(mf) -> dm0``."""
+    runs = {g: _timed(mol, g, g, xc, settings, repeat) for g in guesses}
+    runs[name] = _timed(mol, hamnet_guess, name, xc, settings, repeat)
+    ref = runs[DEFAULT_GUESS]["e_tot"]
+    d_e = {g: r["e_tot"] - ref for g, r in runs.items()}
+    c = runs[name]["cycles"]
+    return {
+        "natm": mol.natm,
+        "nao": mol.nao_nr(),
+        "charge": mol.charge,
+        "spin": mol.spin,
+        "runs": runs,
+        "achieved": {g: c / runs[g]["cycles"] for g in guesses},
+        "optimal": {g: 1.0 / runs[g]["cycles"] for g in guesses},
+        "speedup_wall": {g: runs[g]["wall_s"] / runs[name]["wall_s"] for g in guesses},
+        "dE_vs_default": d_e,
+        "energy_ok": all(abs(v) <= ENERGY_TOL for v in d_e.values()),
+        "converged": all(r["converged"] for r in runs.values()),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Results file, resumable
+# --------------------------------------------------------------------------------------
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_results(path: Path, settings: dict) -> dict:
+    """Results so far, or a fresh file; refuses one written with other settings."""
+    if not path.exists():
+        return {"settings": settings, "molecules": {}}
+    with open(path) as fh:
+        res = json.load(fh)
+    if res.get("settings") != settings:
+        raise ValueError(
+            f"{path} was written with other settings ({res.get('settings')}); "
+            f"this run uses {settings}. Use another --out to start afresh."
+        )
+    return res
+
+
+def summarize(res: dict) -> dict:
+    """Means over molecules of cycles, wall time and ratios; the energy check."""
+    mols = list(res["molecules"].values())
+    if not mols:
+        return {}
+    names = list(mols[0]["runs"])
+    baselines = list(mols[0]["achieved"])
+    mean = lambda xs: float(np.mean(list(xs)))  # noqa: E731
+    return {
+        "n_molecules": len(mols),
+        "cycles": {g: mean(m["runs"][g]["cycles"] for m in mols) for g in names},
+        "wall_s": {g: mean(m["runs"][g]["wall_s"] for m in mols) for g in names},
+        "achieved": {g: mean(m["achieved"][g] for m in mols) for g in baselines},
+        "optimal": {g: mean(m["optimal"][g] for m in mols) for g in baselines},
+        "max_abs_dE": max(abs(v) for m in mols for v in m["dE_vs_default"].values()),
+        "all_energy_ok": all(m["energy_ok"] for m in mols),
+        "all_converged": all(m["converged"] for m in mols),
+    }
+
+
+def format_summary(res: dict) -> str:
+    """Markdown tables: per molecule cycles, and the mean over molecules."""
+    s = res["summary"]
+    if not s:
+        return "no molecules"
+    first = next(iter(res["molecules"].values()))
+    names = list(first["runs"])
+    baselines = list(first["achieved"])
+    hamnet = names[-1]
+    out = ["| molecule | nao | " + " | ".join(f"{g} cycles (s)" for g in names) + " |",
+           "|---|---:|" + "---:|" * len(names)]
+    for key, m in res["molecules"].items():
+        cells = [f"{m['runs'][g]['cycles']} ({m['runs'][g]['wall_s']:.3f})" for g in names]
+        out.append(f"| {Path(key).name} | {m['nao']} | " + " | ".join(cells) + " |")
+    out += ["", f"| mean over {s['n_molecules']} | " + " | ".join(baselines) + " |",
+            "|---|" + "---:|" * len(baselines)]
+    out.append("| cycles | " + " | ".join(f"{s['cycles'][g]:.2f}" for g in baselines) + " |")
+    out.append("| wall s | " + " | ".join(f"{s['wall_s'][g]:.3f}" for g in baselines) + " |")
+    out.append(f"| achieved = cycles({hamnet})/cycles(baseline) | "
+               + " | ".join(f"{s['achieved'][g]:.3f}" for g in baselines) + " |")
+    out.append("| optimal = 1/cycles(baseline) | "
+               + " | ".join(f"{s['optimal'][g]:.3f}" for g in baselines) + " |")
+    out += ["",
+            f"{hamnet}: {s['cycles'][hamnet]:.2f} cycles, {s['wall_s'][hamnet]:.3f} s on average",
+            f"max |E - E({DEFAULT_GUESS})| over all runs: {s['max_abs_dE']:.2e} Ha "
+            f"({'all within' if s['all_energy_ok'] else 'NOT all within'} {ENERGY_TOL:.0e} Ha); "
+            f"{'all' if s['all_converged'] else 'NOT all'} SCFs converged"]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="hamnet data store")
+    src.add_argument("--xyz", nargs="+", help="geometry files in Angstrom")
+    p.add_argument("--split", help="named split of --data (default: all records)")
+    p.add_argument("--part", default="test", choices=("train", "val", "test"),
+                   help="part of --split (default test)")
+    p.add_argument("--indices", help="subset of those records: 'a:b[:step]' or 'i,j,k'")
+    pred = p.add_mutually_exclusive_group(required=True)
+    pred.add_argument("--model", metavar="CKPT", help="trained hamnet checkpoint")
+    pred.add_argument("--oracle", action="store_true", help="exact converged F as the prediction")
+    p.add_argument("--oracle-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="with --oracle: add symmetric N(0, SIGMA^2) Ha noise to every element of F "
+                        "(a stand-in for a model of that error; fixed seed)")
+    p.add_argument("--basis", help="PySCF basis for --xyz")
+    p.add_argument("--xc", help="functional for --xyz ('HF' for Hartree-Fock)")
+    p.add_argument("--charge", type=int, default=0, help="charge for --xyz")
+    p.add_argument("--spin", type=int, default=0, help="2S for --xyz")
+    p.add_argument("--guesses", nargs="+", default=list(PYSCF_GUESSES),
+                   help=f"PySCF baselines (default {' '.join(PYSCF_GUESSES)}; minao always runs)")
+    p.add_argument("--conv-tol", type=float, default=1e-9, help="SCF threshold, Ha (default 1e-9)")
+    p.add_argument("--max-cycle", type=int, default=100)
+    p.add_argument("--grid-level", type=int, help="DFT grid level (default: data's, else PySCF's)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per guess; median wall time")
+    p.add_argument("--out", required=True, help="results JSON (resumed if it exists)")
+    return p
+
+
+def main(argv=None, *, model=None) -> int:
+    """Run the benchmark; ``model`` (an object) replaces loading ``--model`` (for tests)."""
+    args = build_parser().parse_args(argv)
+    guesses = [DEFAULT_GUESS] + [g for g in dict.fromkeys(args.guesses) if g != DEFAULT_GUESS]
+    unknown = [g for g in guesses if g not in PYSCF_GUESSES]
+    if unknown:
+        raise SystemExit(f"unknown --guesses {unknown}; choose from {list(PYSCF_GUESSES)}")
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be >= 1")
+    if args.data:
+        meta, n, items = dataset_molecules(args.data, args.split, args.part, args.indices)
+        xc, basis = meta["xc"], meta["basis"]
+        grid_level = args.grid_level if args.grid_level is not None else meta.get("grid_level")
+        source = {"data": str(Path(args.data).resolve()), "split": args.split,
+                  "part": args.part, "indices": args.indices}
+    else:
+        if not args.basis or not args.xc:
+            raise SystemExit("--xyz needs --basis and --xc")
+        xc, basis, grid_level = args.xc, args.basis, args.grid_level
+        n, items = xyz_molecules(args.xyz, basis, args.charge, args.spin)
+        source = {"xyz": True, "charge": args.charge, "spin": args.spin}
+    xc = None if str(xc).strip().lower() in ("hf", "rhf", "uhf") else xc
+    if args.oracle_noise and not args.oracle:
+        raise SystemExit("--oracle-noise needs --oracle")
+    name = "hamnet" if not args.oracle else (
+        f"oracle+noise{args.oracle_noise:g}" if args.oracle_noise else "oracle")
+    settings = dict(conv_tol=args.conv_tol, max_cycle=args.max_cycle, grid_level=grid_level)
+    if not args.oracle and model is None:
+        from hamnet.model import load_model
+
+        model = load_model(args.model)
+    provenance = {**source, "xc": xc, "basis": basis, "guesses": guesses, "hamnet": name,
+                  "oracle_noise": args.oracle_noise,
+                  "model": None if args.oracle else str(args.model), "repeat": args.repeat,
+                  **settings}
+    out = Path(args.out)
+    res = load_results(out, provenance)
+    warmed = False
+    for key, mol, fock in tqdm(items, total=n, desc="scf benchmark", unit="mol"):
+        if key in res["molecules"]:
+            continue
+        if args.oracle:
+            if fock is None:  # --xyz: a tightly converged reference, untimed
+                ref_settings = {**settings, "conv_tol": ORACLE_CONV_TOL}
+                fock = run_scf(mol, DEFAULT_GUESS, xc=xc, **ref_settings)[1].get_fock()
+            fock = np.asarray(fock, dtype=np.float64)
+            if args.oracle_noise:
+                fock = fock + symmetric_noise(fock.shape[-1], args.oracle_noise)
+            hamnet_guess = (lambda f: lambda mf: guess_dm(mf, f))(fock)
+        else:
+            hamnet_guess = model_guess(model)
+        if not warmed:  # first-call costs (library set-up, model warm-up) count for nobody
+            run_scf(mol, DEFAULT_GUESS, xc=xc, **{**settings, "max_cycle": 1})
+            run_scf(mol, hamnet_guess, xc=xc, **{**settings, "max_cycle": 1})
+            warmed = True
+        res["molecules"][key] = benchmark_molecule(
+            mol, hamnet_guess, name=name, guesses=guesses, xc=xc, settings=settings,
+            repeat=args.repeat,
+        )
+        res["summary"] = summarize(res)
+        _write_json_atomic(out, res)
+    res["summary"] = summarize(res)
+    _write_json_atomic(out, res)
+    print(format_summary(res))
+    s = res["summary"]
+    return 0 if s and s["all_energy_ok"] and s["all_converged"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Label one structure with a PySCF restricted Kohn-Sham calculation.
+
+The stored Fock matrix is ``mf.get_fock()`` evaluated at the converged density
+(``mf.make_rdm1()``), in PySCF's AO order and Hartree; ``mo_energy`` are the
+eigenvalues of that same matrix in the metric of the stored overlap, so ``F``, ``S``
+and ``mo_energy`` are mutually consistent. This module imports PySCF and numpy only,
+so worker processes start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import scipy.linalg
+
+from hamnet.data import keys as K
+
+
+@dataclass(frozen=True)
+class SCFSettings:
+    """How a structure is labeled: functional, basis, grid and convergence.
+
+    Attributes
+    ----------
+    xc : str
+        PySCF functional name (``"pbe"``, ``"b3lyp"``).
+    basis : str
+        PySCF basis name (``"def2-svp"``).
+    grid_level : int
+        ``mf.grids.level`` (PySCF's default is 3).
+    conv_tol : float
+        ``mf.conv_tol``, Hartree (energy change between cycles).
+    max_cycle : int
+        SCF cycles before a structure counts as failed.
+    """
+
+    xc: str
+    basis: str
+    grid_level: int = 3
+    conv_tol: float = 1e-10
+    max_cycle: int = 100
+
+
+class SCFFailed(RuntimeError):
+    """The SCF of one structure did not converge (the structure is not stored)."""
+
+
+def build_mole(Z, pos, basis: str, charge: int = 0):
+    """PySCF ``Mole`` of a neutral closed-shell structure; ``pos`` in Angstrom."""
+    from pyscf import gto
+
+    Z = np.asarray(Z, dtype=int)
+    pos = np.asarray(pos, dtype=np.float64)
+    atom = [(int(z), tuple(float(x) for x in p)) for z, p in zip(Z, pos)]
+    mol = gto.M(atom=atom, basis=basis, unit="Angstrom", charge=charge, spin=0, verbose=0)
+    return mol
+
+
+def run_scf(Z, pos, settings: SCFSettings, source_id: str, with_overlap: bool = True) -> dict:
+    """Run the SCF and return a record (keys of :mod:`hamnet.data.keys`).
+
+    Parameters
+    ----------
+    Z : (n_atoms,) int
+    pos : (n_atoms, 3) float, Angstrom
+    settings : SCFSettings
+    source_id : str
+        Stored as the record's ``source_id``.
+    with_overlap : bool
+        Also store ``S = int1e_ovlp``.
+
+    Raises
+    ------
+    SCFFailed
+        When the SCF does not converge in ``settings.max_cycle`` cycles.
+    """
+    from pyscf import dft
+
+    mol = build_mole(Z, pos, settings.basis)
+    mf = dft.RKS(mol)
+    mf.xc = settings.xc
+    mf.grids.level = settings.grid_level
+    mf.conv_tol = settings.conv_tol
+    mf.max_cycle = settings.max_cycle
+    t0 = time.perf_counter()
+    mf.kernel()
+    if not mf.converged:
+        raise SCFFailed(
+            f"{source_id}: SCF not converged in {settings.max_cycle} cycles "
+            f"(last energy {mf.e_tot:.10f} Ha)"
+        )
+    fock = mf.get_fock()  # F[D] at the converged density D = mf.make_rdm1()
+    seconds = time.perf_counter() - t0
+    s = mol.intor_symmetric("int1e_ovlp")
+    fock = 0.5 * (fock + fock.T)  # exact symmetry; differences are round-off only
+    mo_energy = scipy.linalg.eigh(fock, s, eigvals_only=True)
+    rec = {
+        K.Z: np.asarray(Z, dtype=np.int64),
+        K.POS: np.asarray(pos, dtype=np.float64),
+        K.F: fock,
+        K.ENERGY: float(mf.e_tot),
+        K.MO_ENERGY: mo_energy,
+        K.NOCC: int(mol.nelectron // 2),
+        K.CONVERGED: True,
+        K.CYCLES: int(getattr(mf, "cycles", -1)),
+        K.SECONDS: float(seconds),
+        K.SOURCE_ID: source_id,
+    }
+    if with_overlap:
+        rec[K.S] = s
+    return rec
+
+
+@dataclass
+class LabelResult:
+    """Outcome of one labeling task: a record, or the reason it failed."""
+
+    task: int
+    record: Optional[dict] = None
+    error: Optional[str] = None
+    seconds: float = 0.0
+
+
+def label_task(args) -> LabelResult:
+    """Worker entry point: ``(task, Z, pos, source_id, settings, with_overlap)``."""
+    task, Z, pos, source_id, settings, with_overlap = args
+    t0 = time.perf_counter()
+    try:
+        rec = run_scf(Z, pos, settings, source_id, with_overlap)
+        return LabelResult(task, record=rec, seconds=time.perf_counter() - t0)
+    except SCFFailed as exc:
+        return LabelResult(task, error=str(exc), seconds=time.perf_counter() - t0)
+    except Exception as exc:  # a PySCF error on one geometry must not kill the run
+        return LabelResult(
+            task, error=f"{source_id}: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0
+        )
+
+
+def init_worker() -> None:
+    """Pool initializer: one OpenMP thread per worker process."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from pyscf import lib
+
+    lib.num_threads(1)

@@ -1,0 +1,327 @@
+"""``hamnet data make``: plan the geometries, label them in parallel, resume when rerun.
+
+A make runs in three stages, each safe to interrupt:
+
+1. **Plan.** The recipe's geometries (deterministic in the recipe seed) are generated
+   into a hidden sibling directory together with metadata that records the request,
+   and the directory is renamed to ``--out`` only when the plan is complete. Bad
+   input or a crash here leaves no dataset behind.
+2. **Label.** Every planned structure without a result is labeled (PySCF, one thread
+   per worker process). Each result is committed in its own LMDB transaction: a
+   converged record under ``rec/<task>``, a failure under ``fail/<task>`` (counted and
+   reported, never data). Ctrl-C or ``kill -9`` loses at most the structures in flight.
+3. **Finalize.** The index of stored records (in plan order) and the named splits
+   are written with the complete metadata; only then does ``open_dataset`` accept it.
+
+Rerunning the same command on the same ``--out`` skips finished tasks, so no record
+is duplicated or lost; a different request on an existing ``--out`` is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+from tqdm import tqdm
+
+from data_tools.geometry import Geometry
+from data_tools.label import LabelResult, init_worker, label_task
+from data_tools.recipes import Recipe, RecipeError, check_request, geometries, get_recipe, splits
+from hamnet.data import keys as K
+from hamnet.data.codec import encode
+from hamnet.data.errors import DatasetError
+from hamnet.data.metadata import new_metadata
+from hamnet.data.store import FAIL_PREFIX, PLAN_PREFIX, REC_PREFIX, Store, slot_key
+from hamnet.data.writer import check_output_path, partial_path
+
+LOG_NAME = "make.log"
+LOCK_NAME = "make.lock"
+log = logging.getLogger("hamnet.data.make")
+
+
+@dataclass
+class MakeReport:
+    """What a make did; ``str(report)`` is the summary the CLI prints."""
+
+    path: Path
+    recipe: str
+    requested: int
+    stored: int
+    failed: int
+    labeled_now: int
+    seconds: float
+    scf_seconds: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    split_sizes: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.recipe} -> {self.path}",
+            f"  structures: {self.requested} requested, {self.stored} stored, "
+            f"{self.failed} failed SCF (not stored); {self.labeled_now} labeled in this run "
+            f"({self.seconds:.1f} s)",
+        ]
+        if self.scf_seconds:
+            lines.append(
+                f"  seconds per structure (SCF wall, this run): mean "
+                f"{np.mean(self.scf_seconds):.2f}, max {np.max(self.scf_seconds):.2f}"
+            )
+        for reason in self.failures[:10]:
+            lines.append(f"  failed: {reason}")
+        if len(self.failures) > 10:
+            lines.append(f"  ... {len(self.failures) - 10} more failures in {LOG_NAME}")
+        for name, parts in self.split_sizes.items():
+            lines.append(f"  split {name}: " + ", ".join(f"{p} {c}" for p, c in parts.items()))
+        return "\n".join(lines)
+
+
+# ---- the plan --------------------------------------------------------------------------
+
+
+def _encode_plan(g: Geometry) -> bytes:
+    # JSON floats round-trip float64 exactly (repr), so the plan is the geometry.
+    return json.dumps(
+        {"Z": g.Z.tolist(), "pos": g.pos.tolist(), "source_id": g.source_id, "group": g.group}
+    ).encode()
+
+
+def _decode_plan(raw: bytes) -> Geometry:
+    d = json.loads(raw)
+    return Geometry(
+        np.asarray(d["Z"], dtype=np.int64), np.asarray(d["pos"], dtype=np.float64),
+        d["source_id"], int(d["group"]),
+    )
+
+
+def _request(recipe: Recipe, n: int) -> dict:
+    """What identifies a make: recipe, n and the geometry parameters (JSON-normal)."""
+    return json.loads(json.dumps({"recipe": recipe.name, "n": n, **recipe.describe()}))
+
+
+def _xc_definition(xc: str) -> str:
+    """How the installed PySCF parses ``xc``: exact-exchange part and libxc terms."""
+    from pyscf.dft import libxc
+
+    hyb, terms = libxc.parse_xc(xc)
+    parts = " + ".join(f"{float(w):g} * libxc {int(i)}" for i, w in terms)
+    return f"exact exchange {tuple(float(h) for h in hyb)}; {parts}"
+
+
+def _plan_metadata(recipe: Recipe, n: int) -> dict:
+    meta = new_metadata()
+    s = recipe.settings
+    meta.update(
+        {
+            K.META_RECIPE: recipe.name,
+            K.META_XC: s.xc,
+            K.META_XC_DEFINITION: _xc_definition(s.xc),
+            K.META_BASIS: s.basis,
+            K.META_GRID_LEVEL: s.grid_level,
+            K.META_CONV_TOL: s.conv_tol,
+            K.META_PROVENANCE: recipe.provenance,
+            K.META_DEVIATIONS: recipe.deviations,
+            K.META_SOURCE: _request(recipe, n),
+        }
+    )
+    return meta
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Delete hidden partial plans of ``path`` left by a killed make (owner dead)."""
+    for p in path.parent.glob(f".{path.name}.partial-*"):
+        try:
+            pid = int((p / "owner.pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+def _create(recipe: Recipe, n: int, path: Path, progress: bool, calculator) -> None:
+    """Stage 1: write the plan into a hidden directory, then rename it to ``path``."""
+    path = check_output_path(path)
+    _remove_stale_partials(path)
+    tmp = partial_path(path)
+    store = None
+    try:
+        store = Store(tmp, write=True, create=True)
+        (tmp / "owner.pid").write_text(str(os.getpid()))
+        store.write_meta(_plan_metadata(recipe, n))
+        with tqdm(total=n, desc=f"{recipe.name} geometries", unit="geom", disable=not progress) as bar:
+            geoms = geometries(recipe, n, progress=bar.update, calculator=calculator)
+        store.put_many((slot_key(PLAN_PREFIX, i), _encode_plan(g)) for i, g in enumerate(geoms))
+        store.close()
+        store = None
+        (tmp / "owner.pid").unlink()
+        os.rename(tmp, path)
+    except BaseException:
+        if store is not None:
+            store.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ---- labeling ------------------------------------------------------------------------
+
+
+def _results(tasks: list, workers: int) -> Iterator[LabelResult]:
+    if workers == 1:
+        for t in tasks:
+            yield label_task(t)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
+    try:
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+    try:
+        futures = [pool.submit(label_task, t) for t in tasks]
+        for fut in as_completed(futures):
+            yield fut.result()
+    except BaseException:  # Ctrl-C, a dead worker, or the consumer stopped: stop now
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold ``path/make.lock`` so that two makes never write one store."""
+    with open(path / LOCK_NAME, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(f"another 'hamnet data make' is writing {path}") from None
+        yield
+
+
+@contextlib.contextmanager
+def _logfile(path: Path):
+    handler = logging.FileHandler(path / LOG_NAME)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def make_dataset(
+    recipe: Union[str, Recipe],
+    out,
+    n: int,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    calculator=None,
+) -> MakeReport:
+    """Make (or resume) the dataset of ``recipe`` with ``n`` structures at ``out``.
+
+    Parameters
+    ----------
+    recipe : str or Recipe
+        A name from :data:`data_tools.recipes.RECIPES` (or a Recipe object, for tests).
+    out : str or Path
+        Dataset directory. New: created atomically. Existing: must hold a make of the
+        same request, which is continued.
+    n : int
+        Structures to plan (> 0).
+    workers : int
+        Labeling processes (spawned, one OpenMP thread each); 1 labels in-process.
+    calculator : callable, optional
+        Factory of an ASE calculator for the dynamics (default GFN2-xTB).
+
+    Raises
+    ------
+    RecipeError, DatasetError
+        Unknown recipe, bad ``n``/``workers``, unwritable or foreign ``out``.
+    """
+    t0 = time.perf_counter()
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    check_request(recipe, n)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise RecipeError(f"--workers must be a positive integer, got {workers!r}")
+    path = Path(out).expanduser().absolute()
+    if not path.exists():
+        _create(recipe, n, path, progress, calculator)
+    elif not (path / "data.mdb").is_file():
+        raise DatasetError(f"{path} exists and is not a hamnet dataset; choose a new --out")
+
+    store = Store(path, write=True)
+    try:
+        with _exclusive(path), _logfile(path):
+            return _label_and_finalize(recipe, n, path, store, workers, progress, t0)
+    finally:
+        store.close()
+
+
+def _label_and_finalize(recipe, n, path, store, workers, progress, t0) -> MakeReport:
+    meta = store.read_meta()
+    want = _request(recipe, n)
+    if meta.get(K.META_SOURCE) != want:
+        have = meta.get(K.META_SOURCE) or {}
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        raise DatasetError(
+            f"{path} was made by a different request (differs in {diff}: it has "
+            f"recipe {have.get('recipe')!r}, n {have.get('n')!r}); rerun exactly that "
+            "command to resume it, or choose a new --out"
+        )
+    plan = {int(k[len(PLAN_PREFIX):]): _decode_plan(store.get(k)) for k in store.keys(PLAN_PREFIX)}
+    if sorted(plan) != list(range(n)):
+        raise DatasetError(f"{path}: the geometry plan is incomplete ({len(plan)} of {n})")
+    done = set(store.slots(REC_PREFIX)) | set(store.slots(FAIL_PREFIX))
+    pending = [i for i in range(n) if i not in done]
+    log.info("%s: %d planned, %d already done, %d to label with %d worker(s)",
+             recipe.name, n, len(done), len(pending), workers)
+    report = MakeReport(path, recipe.name, n, 0, 0, 0, 0.0)
+    tasks = [(i, plan[i].Z, plan[i].pos, plan[i].source_id, recipe.settings, True) for i in pending]
+    with tqdm(total=n, initial=n - len(pending), desc=recipe.name, unit="struct",
+              disable=not progress) as bar:
+        for res in _results(tasks, workers):
+            if res.record is not None:
+                store.put(slot_key(REC_PREFIX, res.task), encode(res.record, f"task {res.task}"))
+                report.scf_seconds.append(res.record[K.SECONDS])
+                log.info("task %d %s: converged in %d cycles, %.2f s, E = %.10f Ha", res.task,
+                         res.record[K.SOURCE_ID], res.record[K.CYCLES], res.record[K.SECONDS],
+                         res.record[K.ENERGY])
+            else:
+                fail = {"source_id": plan[res.task].source_id, "reason": res.error}
+                store.put(slot_key(FAIL_PREFIX, res.task), json.dumps(fail).encode())
+                log.warning("task %d failed (not stored): %s", res.task, res.error)
+            report.labeled_now += 1
+            bar.update(1)
+    slots = store.slots(REC_PREFIX)
+    fails = [json.loads(store.get(k))["reason"] for k in store.keys(FAIL_PREFIX)]
+    sp = splits(recipe, [len(plan[s].Z) for s in slots], [plan[s].group for s in slots])
+    meta.update({K.META_SPLITS: sp, K.META_FAILED: len(fails)})
+    store.finalize(meta, slots)
+    report.stored, report.failed, report.failures = len(slots), len(fails), fails
+    report.split_sizes = {k: {p: len(v) for p, v in parts.items()} for k, parts in sp.items()}
+    report.seconds = time.perf_counter() - t0
+    log.info("finished: %d stored, %d failed", report.stored, report.failed)
+    return report

@@ -1,0 +1,91 @@
+"""``hamnet data make|info|import|recipes``: benchmark datasets (thin CLI).
+
+    hamnet data make RECIPE --out DIR --n N [--workers K]
+    hamnet data info DIR
+    hamnet data import INPUT --out DIR [--format auto|qh9-sqlite|qh9-lmdb|schnorb]
+    hamnet data recipes
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    p = sub.add_parser("make", help="generate geometries, label them with PySCF, write the store")
+    p.add_argument("recipe", help="recipe name (see 'hamnet data recipes')")
+    p.add_argument("--out", required=True, help="dataset directory (rerun to resume)")
+    p.add_argument("--n", type=int, required=True, help="number of structures")
+    p.add_argument("--workers", type=int, default=1, help="labeling processes (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("info", help="print provenance, counts and splits of a dataset")
+    p.add_argument("path", help="dataset directory")
+    p = sub.add_parser("import", help="import a public QH9 / SchNOrb file into a new dataset")
+    p.add_argument("input", help="QH9 SQLite file, QH9 processed LMDB, or SchNOrb ASE db")
+    p.add_argument("--out", required=True, help="new dataset directory")
+    p.add_argument("--format", default="auto", help="auto (default), qh9-sqlite, qh9-lmdb, schnorb")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("recipes", help="list the recipes with their provenance")
+
+
+def _make(args) -> int:
+    from data_tools.make import make_dataset
+
+    try:
+        report = make_dataset(
+            args.recipe, args.out, args.n, workers=args.workers, progress=not args.quiet
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished structures are saved in {args.out}; rerun the same "
+            "command to continue",
+            file=sys.stderr,
+        )
+        return 130
+    print(report)
+    return 0
+
+
+def _import(args) -> int:
+    from data_tools.readers import import_dataset
+
+    path = import_dataset(args.input, args.out, args.format, progress=not args.quiet)
+    from hamnet.data.info import describe
+
+    print(describe(path))
+    return 0
+
+
+def _recipes(args) -> int:
+    from data_tools.recipes import RECIPES
+
+    for r in RECIPES.values():
+        s = r.settings
+        print(f"{r.name}: {s.xc}/{s.basis}, grid level {s.grid_level}, conv_tol {s.conv_tol}")
+        print(f"  provenance: {r.provenance}")
+        print(f"  deviations: {r.deviations}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_tools.geometry import GeometryError
+    from data_tools.readers.common import ReaderError
+    from data_tools.recipes import RecipeError
+    from hamnet.data.errors import DatasetError
+
+    try:
+        if args.data_command == "make":
+            return _make(args)
+        if args.data_command == "import":
+            return _import(args)
+        if args.data_command == "recipes":
+            return _recipes(args)
+        from hamnet.data.info import describe
+
+        print(describe(args.path))
+        return 0
+    except (RecipeError, DatasetError, ReaderError, GeometryError) as exc:
+        print(f"hamnet data {args.data_command}: error: {exc}", file=sys.stderr)
+        return 2

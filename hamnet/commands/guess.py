@@ -1,0 +1,105 @@
+"""``hamnet guess MOLECULE.xyz --model CKPT``: SCF from the prediction versus from minao.
+
+Runs the SCF twice on the same molecule, once from the model's predicted Fock matrix and
+once from PySCF's default ``minao`` guess, and prints cycles, wall time (model prediction
+included) and the difference of the final energies, which should be at the level of the
+convergence threshold. Exit status 0 when both converge to the same energy, 1 when not,
+2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("molecule", help="geometry file in Angstrom (xyz, or any format ASE reads)")
+    parser.add_argument("--model", required=True, metavar="CKPT", help="model checkpoint")
+    parser.add_argument(
+        "--xc", default=None,
+        help="functional of the SCF (default: the model's; 'HF' for Hartree-Fock)",
+    )
+    parser.add_argument("--charge", type=int, default=0, help="molecular charge (default 0)")
+    parser.add_argument(
+        "--spin", type=int, default=0, help="2S = N_alpha - N_beta (default 0); >0 runs UKS/UHF"
+    )
+    parser.add_argument(
+        "--basis", default=None, help="PySCF basis (default: the model's; must match it)"
+    )
+    parser.add_argument(
+        "--conv-tol", type=float, default=1e-9, help="SCF energy threshold, Hartree (default 1e-9)"
+    )
+    parser.add_argument("--max-cycle", type=int, default=100, help="SCF cycle limit (default 100)")
+    parser.add_argument(
+        "--grid-level", type=int, default=None, help="DFT grid level (default: PySCF's)"
+    )
+
+
+def _load_model(path):
+    from hamnet.model import load_model
+
+    return load_model(path)
+
+
+def compare(mol, model, *, xc=None, **settings):
+    """SCF of ``mol`` from ``model``'s prediction and from minao.
+
+    Returns ``(hamnet_run, minao_run)`` as :class:`hamnet.scf.SCFRun`; ``settings`` go to
+    :func:`hamnet.scf.make_scf` (``conv_tol``, ``max_cycle``, ``grid_level``).
+    """
+    from hamnet.scf import model_guess, run_scf
+
+    hamnet_run, _ = run_scf(mol, model_guess(model), xc=xc, **settings)
+    minao_run, _ = run_scf(mol, "minao", xc=xc, **settings)
+    return hamnet_run, minao_run
+
+
+def format_report(runs, e_diff: float) -> str:
+    """Table of SCF runs (cycles, wall time, energy) and the energy difference."""
+    head = f"{'guess':<8} {'cycles':>6}  {'converged':<9} {'wall/s':>8} {'(guess/s)':>10}"
+    lines = [head + "  E_tot/Ha"]
+    for r in runs:
+        lines.append(
+            f"{r.guess:<8} {r.cycles:>6}  {'yes' if r.converged else 'NO':<9} {r.wall_s:>8.3f} "
+            f"{f'({r.guess_s:.3f})':>10}  {r.e_tot:.10f}"
+        )
+    lines.append(f"E({runs[0].guess}) - E({runs[1].guess}) = {e_diff:.2e} Ha")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hamnet.basis import BasisError
+    from hamnet.scf import GuessError, read_mole, scf_functional, make_scf
+
+    try:
+        model = _load_model(args.model)
+        xc = args.xc if args.xc is not None else getattr(model, "xc", None)
+        basis = args.basis if args.basis is not None else model.basis.basis
+        mol = read_mole(args.molecule, basis, charge=args.charge, spin=args.spin)
+        settings = dict(
+            conv_tol=args.conv_tol, max_cycle=args.max_cycle, grid_level=args.grid_level
+        )
+        probe = make_scf(mol, xc, **settings)  # names the method; not run
+        hamnet_run, minao_run = compare(mol, model, xc=xc, **settings)
+    except (BasisError, GuessError, ValueError, FileNotFoundError) as exc:
+        print(f"hamnet guess: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.molecule}: {mol.natm} atoms, {mol.nao_nr()} AOs ({mol.basis}), "
+        f"charge {mol.charge}, spin {mol.spin}, {type(probe).__name__} {scf_functional(probe)}, "
+        f"conv_tol {args.conv_tol:.0e} Ha"
+    )
+    e_diff = hamnet_run.e_tot - minao_run.e_tot
+    print(format_report([hamnet_run, minao_run], e_diff))
+    ok = hamnet_run.converged and minao_run.converged
+    if not ok:
+        print("WARNING: an SCF did not converge; raise --max-cycle", file=sys.stderr)
+    elif abs(e_diff) > 10 * args.conv_tol:
+        print(
+            f"WARNING: the energies differ by {abs(e_diff):.2e} Ha, more than 10 x conv_tol; "
+            "the two SCFs reached different solutions",
+            file=sys.stderr,
+        )
+        ok = False
+    return 0 if ok else 1

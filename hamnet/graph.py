@@ -1,0 +1,300 @@
+"""Atomic graphs: molecules as dicts of tensors (keys in :mod:`hamnet.keys`).
+
+A molecule becomes a graph whose nodes are its atoms and whose *pairs* are all ordered
+atom pairs ``(i, j)``, ``i != j`` (molecular Hamiltonians are dense, so every pair gets
+an off-diagonal block). Message-passing edges are the pairs shorter than the model's
+cutoff; they are derived from the positions inside the model (:func:`cutoff_edges`), so a
+graph never disagrees with the model it is fed to. Several molecules of different sizes
+are batched by :func:`collate`.
+
+Geometry is validated here, once, with errors that name the problem: an empty molecule,
+non-finite coordinates, atoms closer than :data:`MIN_DISTANCE` Angstrom, and elements a
+model was not built for all raise :class:`GraphError`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from pyscf import gto
+from pyscf.data import elements as pyscf_elements
+
+from hamnet import keys as K
+from hamnet.basis import BasisError, OrbitalBasis, atomic_number
+
+__all__ = [
+    "GraphError",
+    "MIN_DISTANCE",
+    "geometry_of",
+    "validate_geometry",
+    "molecule_graph",
+    "collate",
+    "to_device",
+    "cutoff_edges",
+    "pair_reverse",
+]
+
+MIN_DISTANCE = 0.1  # Angstrom; closer atoms are almost surely a unit or input mistake
+
+Graph = dict  # dict[str, torch.Tensor], keys from hamnet.keys
+
+
+class GraphError(ValueError):
+    """A molecule or batch hamnet cannot turn into a graph (the message says why)."""
+
+
+# ---- geometry input --------------------------------------------------------------------
+
+
+def geometry_of(molecule) -> tuple[np.ndarray, np.ndarray]:
+    """Atomic numbers and positions in Angstrom of a molecule in any accepted form.
+
+    Parameters
+    ----------
+    molecule : ase.Atoms or pyscf.gto.Mole or (Z, positions)
+        ``Z`` is a sequence of atomic numbers or symbols, ``positions`` an
+        ``(n_atoms, 3)`` array in Angstrom. A Mole's coordinates are converted from
+        its own unit.
+
+    Returns
+    -------
+    Z : (n_atoms,) int64
+    pos : (n_atoms, 3) float64, Angstrom
+    """
+    if isinstance(molecule, gto.Mole):
+        if not molecule._built:
+            raise GraphError("the pyscf Mole is not built; call mol.build() first")
+        ghosts = [i for i in range(molecule.natm) if molecule.atom_charge(i) == 0]
+        if ghosts:
+            raise GraphError(f"ghost atoms (zero nuclear charge) are not supported: atom(s) {ghosts}")
+        Z = [pyscf_elements.charge(molecule.atom_pure_symbol(i)) for i in range(molecule.natm)]
+        pos = molecule.atom_coords(unit="Angstrom")
+        return np.asarray(Z, dtype=np.int64).reshape(-1), np.asarray(pos, dtype=np.float64)
+    if hasattr(molecule, "get_atomic_numbers") and hasattr(molecule, "get_positions"):
+        if hasattr(molecule, "pbc") and np.any(molecule.pbc):
+            raise GraphError("periodic ase.Atoms are not supported: hamnet predicts molecules")
+        return (
+            np.asarray(molecule.get_atomic_numbers(), dtype=np.int64).reshape(-1),
+            np.asarray(molecule.get_positions(), dtype=np.float64),  # ase uses Angstrom
+        )
+    if isinstance(molecule, (tuple, list)) and len(molecule) == 2:
+        Z, pos = molecule
+        zs = []
+        for z in np.asarray(Z, dtype=object).reshape(-1):
+            try:
+                zs.append(atomic_number(z))
+            except BasisError as exc:
+                raise GraphError(str(exc)) from exc
+            if zs[-1] < 1:  # pyscf maps unknown symbols to 0 (ghost atoms)
+                raise GraphError(f"unknown element symbol {z!r}")
+        try:
+            pos = np.asarray(pos, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise GraphError(f"positions are not a numeric (n_atoms, 3) array: {exc}") from exc
+        return np.asarray(zs, dtype=np.int64), pos
+    raise GraphError(
+        "a molecule must be an ase.Atoms, a built pyscf.gto.Mole or a pair "
+        f"(Z, positions_in_Angstrom); got {type(molecule).__name__}"
+    )
+
+
+def validate_geometry(
+    Z, pos, elements: Optional[Iterable[int]] = None, min_distance: float = MIN_DISTANCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check a geometry and return it as ``(Z int64 (n,), pos float64 (n, 3) Angstrom)``.
+
+    Raises
+    ------
+    GraphError
+        Empty molecule, shape mismatch, NaN/inf coordinates, an element outside
+        ``elements``, or two atoms closer than ``min_distance`` Angstrom.
+    """
+    Z = np.asarray(Z)
+    pos = np.asarray(pos, dtype=np.float64)
+    if Z.ndim != 1 or Z.size == 0:
+        raise GraphError(f"a molecule needs at least one atom; got Z of shape {Z.shape}")
+    if not np.issubdtype(Z.dtype, np.integer):
+        raise GraphError(f"atomic numbers must be integers, got dtype {Z.dtype}")
+    Z = Z.astype(np.int64)
+    if Z.min() < 1 or Z.max() >= len(pyscf_elements.ELEMENTS):
+        raise GraphError(f"atomic numbers must be 1..{len(pyscf_elements.ELEMENTS) - 1}, got {sorted(set(Z.tolist()))}")
+    if pos.shape != (len(Z), 3):
+        raise GraphError(f"positions must have shape ({len(Z)}, 3) for {len(Z)} atoms, got {pos.shape}")
+    bad = ~np.isfinite(pos).all(axis=1)
+    if bad.any():
+        raise GraphError(f"non-finite (NaN or inf) coordinates for atom(s) {np.flatnonzero(bad).tolist()}")
+    if elements is not None:
+        allowed = set(int(e) for e in elements)
+        missing = sorted(set(Z.tolist()) - allowed)
+        if missing:
+            have = ", ".join(_symbol(z) for z in sorted(allowed))
+            raise GraphError(
+                f"element(s) {', '.join(_symbol(z) for z in missing)} not supported: "
+                f"this model was built for {have}"
+            )
+    if len(Z) > 1:
+        d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
+        d[np.diag_indices(len(Z))] = np.inf
+        i, j = np.unravel_index(np.argmin(d), d.shape)
+        if d[i, j] < min_distance:
+            raise GraphError(
+                f"atoms {min(i, j)} and {max(i, j)} are {d[i, j]:.3g} Angstrom apart "
+                f"(< {min_distance} Angstrom); are the coordinates in Bohr or duplicated?"
+            )
+    return Z, pos
+
+
+def _symbol(z: int) -> str:
+    return pyscf_elements.ELEMENTS[z] if 0 < z < len(pyscf_elements.ELEMENTS) else f"Z={z}"
+
+
+# ---- graphs ------------------------------------------------------------------------------
+
+
+def pair_reverse(n_atoms: int) -> np.ndarray:
+    """For each ordered pair ``(i, j)`` of :meth:`OrbitalBasis.pair_index`: the row of ``(j, i)``."""
+    ii, jj = OrbitalBasis.pair_index(n_atoms)
+    row = np.full((n_atoms, n_atoms), -1, dtype=np.int64)
+    row[ii, jj] = np.arange(len(ii))
+    return row[jj, ii]
+
+
+def molecule_graph(
+    Z,
+    pos,
+    *,
+    basis: Optional[OrbitalBasis] = None,
+    fock=None,
+    elements: Optional[Iterable[int]] = None,
+    dtype: torch.dtype = torch.float64,
+    min_distance: float = MIN_DISTANCE,
+) -> Graph:
+    """Graph of one molecule, optionally with target blocks for training.
+
+    Parameters
+    ----------
+    Z : (n_atoms,) int
+        Atomic numbers.
+    pos : (n_atoms, 3) float
+        Positions in Angstrom.
+    basis : OrbitalBasis, optional
+        Needed with ``fock``; its elements also restrict ``Z`` when ``elements`` is None.
+    fock : (nao, nao) array, optional
+        Target Fock/Kohn-Sham matrix in Hartree, PySCF AO order of ``basis``. Split into
+        padded blocks (:data:`hamnet.keys.TARGET_DIAG`, :data:`hamnet.keys.TARGET_OFFDIAG`).
+    elements : iterable of int, optional
+        Allowed atomic numbers (default: ``basis.elements`` if a basis is given).
+    dtype : torch.dtype
+        Floating dtype of positions and targets (the model casts to its own).
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+        Keys :data:`hamnet.keys.INPUT_KEYS` (+ targets), a batch of one molecule.
+    """
+    if elements is None and basis is not None:
+        elements = basis.elements
+    Z, pos = validate_geometry(Z, pos, elements, min_distance)
+    n = len(Z)
+    ii, jj = OrbitalBasis.pair_index(n)
+    g = {
+        K.Z: torch.from_numpy(Z),
+        K.POS: torch.as_tensor(pos, dtype=dtype),
+        K.BATCH: torch.zeros(n, dtype=torch.long),
+        K.PTR: torch.tensor([0, n], dtype=torch.long),
+        K.PAIR_INDEX: torch.from_numpy(np.stack([ii, jj]).astype(np.int64)),
+        K.PAIR_REVERSE: torch.from_numpy(pair_reverse(n)),
+        K.PAIR_PTR: torch.tensor([0, len(ii)], dtype=torch.long),
+    }
+    if fock is not None:
+        if basis is None:
+            raise GraphError("a target fock matrix needs the OrbitalBasis it is expressed in")
+        F = np.asarray(fock.detach().cpu() if isinstance(fock, torch.Tensor) else fock, dtype=np.float64)
+        if not np.isfinite(F).all():
+            raise GraphError("target fock matrix contains NaN or inf")
+        try:
+            diag, off = basis.split(F, Z)
+        except ValueError as exc:
+            raise GraphError(f"target fock matrix does not fit the molecule: {exc}") from exc
+        asym = np.abs(F - F.T).max()
+        if asym > 1e-5 * max(1.0, np.abs(F).max()):
+            raise GraphError(f"target fock matrix is not symmetric (max |F - F^T| = {asym:.2e} Hartree)")
+        g[K.TARGET_DIAG] = torch.as_tensor(diag, dtype=dtype)
+        g[K.TARGET_OFFDIAG] = torch.as_tensor(off, dtype=dtype)
+    return g
+
+
+def collate(graphs: Sequence[Mapping[str, torch.Tensor]]) -> Graph:
+    """Batch graphs of several molecules (sizes may differ) into one graph dict.
+
+    Atom- and pair-indexed tensors are concatenated; indices are shifted so that
+    :data:`hamnet.keys.PAIR_INDEX` holds global atom ids and
+    :data:`hamnet.keys.PAIR_REVERSE` global pair rows. Targets must be present in all
+    graphs or in none.
+    """
+    graphs = list(graphs)
+    if not graphs:
+        raise GraphError("cannot collate an empty list of graphs")
+    known = set(K.INPUT_KEYS) | set(K.TARGET_KEYS)
+    for i, g in enumerate(graphs):
+        missing = [k for k in K.INPUT_KEYS if k not in g]
+        extra = sorted(set(g) - known)
+        if missing or extra:
+            raise GraphError(
+                f"graph {i} cannot be batched: missing keys {missing}, unknown keys {extra} "
+                "(keys are defined in hamnet.keys)"
+            )
+    for k in K.TARGET_KEYS:
+        have = [k in g for g in graphs]
+        if any(have) and not all(have):
+            raise GraphError(f"key {k!r} is present in some graphs of the batch but not all")
+    n_atoms = [int(g[K.Z].shape[0]) for g in graphs]
+    n_pairs = [int(g[K.PAIR_INDEX].shape[1]) for g in graphs]
+    atom_off = np.concatenate([[0], np.cumsum(n_atoms)])
+    pair_off = np.concatenate([[0], np.cumsum(n_pairs)])
+    out: Graph = {}
+    for k in K.ATOM_KEYS + K.PAIR_KEYS:
+        if k in graphs[0]:
+            out[k] = torch.cat([g[k] for g in graphs], dim=0)
+    out[K.BATCH] = torch.repeat_interleave(
+        torch.arange(len(graphs)), torch.tensor(n_atoms, dtype=torch.long)
+    )
+    out[K.PTR] = torch.from_numpy(atom_off.astype(np.int64))
+    out[K.PAIR_PTR] = torch.from_numpy(pair_off.astype(np.int64))
+    out[K.PAIR_INDEX] = torch.cat(
+        [g[K.PAIR_INDEX] + int(atom_off[m]) for m, g in enumerate(graphs)], dim=1
+    )
+    out[K.PAIR_REVERSE] = torch.cat(
+        [g[K.PAIR_REVERSE] + int(pair_off[m]) for m, g in enumerate(graphs)], dim=0
+    )
+    return out
+
+
+def to_device(batch: Mapping[str, torch.Tensor], device) -> Graph:
+    """The same graph dict with every tensor moved to ``device``."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def cutoff_edges(pos: torch.Tensor, pair_index: torch.Tensor, cutoff: float):
+    """Message-passing edges: the ordered pairs closer than ``cutoff`` Angstrom.
+
+    Parameters
+    ----------
+    pos : (n_atoms, 3) float, Angstrom
+    pair_index : (2, n_pairs) int64
+    cutoff : float, Angstrom
+
+    Returns
+    -------
+    edge_index : (2, n_edges) int64
+        ``(sender, receiver)``: messages flow from ``edge_index[0]`` to ``edge_index[1]``.
+    edge_vec : (n_edges, 3) float
+        ``pos[sender] - pos[receiver]``: from the receiving atom to its neighbour, Angstrom.
+    edge_len : (n_edges,) float, Angstrom
+    """
+    vec = pos[pair_index[0]] - pos[pair_index[1]]  # [n_pairs, 3]
+    length = vec.norm(dim=-1)  # [n_pairs]
+    keep = length < cutoff
+    return pair_index[:, keep], vec[keep], length[keep]

@@ -1,0 +1,114 @@
+"""Training loss ``L = L_H + trace_weight * L_T`` of the TraceGrad paper.
+
+* ``L_H`` compares predicted and target blocks over the entries that exist (the padded
+  layout's masks), i.e. over every entry of every molecule's full ``(nao, nao)`` matrix
+  exactly once. Unit: Hartree^2 (``mse``) or Hartree (``mae``).
+* ``L_T`` compares the predicted normalized shell-pair traces with those of the target
+  blocks, over the shell pairs that exist. The label of a shell pair ``s`` of a block
+  ``H_b`` is ``t_s = sqrt(tr(H_s H_s^T) / ((2l1+1)(2l2+1)))``, the RMS entry of the
+  sub-block (see :mod:`hamnet.nn.tracegrad`), so it has the unit and the scale of the
+  matrix entries.
+
+Balance: both terms are means over their own elements (entries, shell pairs) in the same
+unit, so ``trace_weight = 1`` weights them equally however many entries each has; it is
+configurable. A model built with ``tracegrad=False`` has no trace outputs and ``L = L_H``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hamnet import keys as K
+from hamnet.basis import OrbitalBasis
+from hamnet.nn.tracegrad import ShellPairTraces
+
+__all__ = ["HamiltonianLoss", "LossError"]
+
+KINDS = ("mse", "mae")
+
+
+class LossError(ValueError):
+    """Inputs the loss cannot use (missing targets, wrong shapes, bad options)."""
+
+
+def _reduce(err: torch.Tensor, kind: str) -> torch.Tensor:
+    if err.numel() == 0:
+        return err.sum()  # 0 with a gradient path
+    return err.pow(2).mean() if kind == "mse" else err.abs().mean()
+
+
+class HamiltonianLoss(nn.Module):
+    """``L_H + trace_weight * L_T`` for a model output and its batch.
+
+    Parameters
+    ----------
+    basis : OrbitalBasis
+        The model's basis (``model.basis``), for the shell pairs of the trace labels.
+    trace_weight : float
+        ``lambda`` of ``L_H + lambda L_T`` (>= 0; 1 is the balanced default).
+    kind : {"mse", "mae"}
+        Squared or absolute errors, for both terms.
+    """
+
+    def __init__(self, basis: OrbitalBasis, trace_weight: float = 1.0, kind: str = "mse"):
+        super().__init__()
+        if kind not in KINDS:
+            raise LossError(f"loss kind must be one of {KINDS}, got {kind!r}")
+        if not isinstance(trace_weight, (int, float)) or trace_weight < 0:
+            raise LossError(f"trace_weight must be a number >= 0, got {trace_weight!r}")
+        self.kind = kind
+        self.trace_weight = float(trace_weight)
+        self.traces = ShellPairTraces(basis.slot_pair_id, basis.n_slot_pairs)
+        self.n_pad = basis.n_pad
+
+    def target_traces(self, blocks: torch.Tensor) -> torch.Tensor:
+        """``(n, n_pad, n_pad)`` target blocks (Hartree) -> ``(n, n_sp)`` trace labels (Hartree)."""
+        return self.traces(blocks)
+
+    def forward(self, out: dict, batch: dict) -> dict:
+        """Loss and its parts.
+
+        Parameters
+        ----------
+        out : dict
+            ``model(batch)``.
+        batch : dict
+            With :data:`hamnet.keys.TARGET_DIAG` and :data:`hamnet.keys.TARGET_OFFDIAG`.
+
+        Returns
+        -------
+        dict
+            :data:`hamnet.keys.LOSS` (differentiable), :data:`hamnet.keys.LOSS_H`,
+            :data:`hamnet.keys.LOSS_T` (0 without TraceGrad); all scalar tensors.
+        """
+        for k in K.TARGET_KEYS:
+            if k not in batch:
+                raise LossError(f"batch has no {k!r}: build graphs with molecule_graph(..., basis=, fock=)")
+        pred_d, pred_o = out[K.DIAG], out[K.OFFDIAG]
+        tgt_d = batch[K.TARGET_DIAG].to(device=pred_d.device, dtype=pred_d.dtype)
+        tgt_o = batch[K.TARGET_OFFDIAG].to(device=pred_o.device, dtype=pred_o.dtype)
+        if tgt_d.shape != pred_d.shape or tgt_o.shape != pred_o.shape:
+            raise LossError(
+                f"target blocks {tuple(tgt_d.shape)}/{tuple(tgt_o.shape)} do not match predictions "
+                f"{tuple(pred_d.shape)}/{tuple(pred_o.shape)}: were targets built with the model's basis?"
+            )
+        err_h = torch.cat([(pred_d - tgt_d)[out[K.DIAG_MASK]], (pred_o - tgt_o)[out[K.OFFDIAG_MASK]]])
+        loss_h = _reduce(err_h, self.kind)
+        if K.DIAG_TRACE in out:
+            with torch.no_grad():
+                lab_d, lab_o = self.traces(tgt_d), self.traces(tgt_o)  # [n, n_sp] Hartree
+            err_t = torch.cat(
+                [
+                    (out[K.DIAG_TRACE] - lab_d)[out[K.DIAG_TRACE_MASK]],
+                    (out[K.OFFDIAG_TRACE] - lab_o)[out[K.OFFDIAG_TRACE_MASK]],
+                ]
+            )
+            loss_t = _reduce(err_t, self.kind)
+        else:
+            loss_t = loss_h.new_zeros(())
+        return {
+            K.LOSS: loss_h + self.trace_weight * loss_t,
+            K.LOSS_H: loss_h.detach(),
+            K.LOSS_T: loss_t.detach(),
+        }

@@ -1,0 +1,459 @@
+"""HamiltonianModel: atomic graph -> orbital blocks -> full symmetric H in PySCF AO order.
+
+Batch contract (keys are constants in :mod:`hamnet.keys`; build batches with
+:func:`hamnet.graph.molecule_graph` and :func:`hamnet.graph.collate`)
+------------------------------------------------------------------------------------
+Inputs of ``model(batch)``::
+
+    Z             (n_atoms,) int64           atomic numbers
+    pos           (n_atoms, 3) float         positions, Angstrom (cast to the model dtype)
+    batch         (n_atoms,) int64           molecule of each atom
+    ptr           (n_mol + 1,) int64         atom offsets of the molecules
+    pair_index    (2, n_pairs) int64         ordered pairs (i, j), i != j, same molecule,
+                                             per molecule in OrbitalBasis.pair_index order
+    pair_reverse  (n_pairs,) int64           row of (j, i) for each pair (i, j)
+    pair_ptr      (n_mol + 1,) int64         pair offsets of the molecules
+
+Targets, used by :mod:`hamnet.loss` only (``molecule_graph(..., basis=, fock=)``)::
+
+    target_diag     (n_atoms, n_pad, n_pad)  blocks (i, i) of the target, Hartree
+    target_offdiag  (n_pairs, n_pad, n_pad)  blocks (i, j) of the target, Hartree
+
+Outputs (a dict)::
+
+    diag                (n_atoms, n_pad, n_pad) Hartree, exactly symmetric, 0 at padding
+    offdiag             (n_pairs, n_pad, n_pad) Hartree, offdiag[pair_reverse] == offdiag^T, 0 at padding
+    diag_mask           (n_atoms, n_pad, n_pad) bool, entries that exist for (Z_i, Z_i)
+    offdiag_mask        (n_pairs, n_pad, n_pad) bool, entries that exist for (Z_i, Z_j)
+    diag_trace          (n_atoms, n_sp)  predicted normalized shell-pair traces, Hartree  [TraceGrad only]
+    offdiag_trace       (n_pairs, n_sp)  same for pairs                                  [TraceGrad only]
+    diag_trace_mask     (n_atoms, n_sp) bool, shell pairs that exist                     [TraceGrad only]
+    offdiag_trace_mask  (n_pairs, n_sp) bool, ... and lie within the pair cutoff         [TraceGrad only]
+
+``n_pad = model.basis.n_pad`` and ``n_sp = model.basis.n_slot_pairs``. The full matrix of
+molecule ``m`` is ``model.assemble(out, batch)[m]`` ``(nao, nao)`` in PySCF AO order.
+Training: ``loss = hamnet.loss.HamiltonianLoss(model.basis)(model(batch), batch)[keys.LOSS]``.
+
+Architecture
+------------
+NequIP-like backbone (:mod:`hamnet.nn.interaction`): element embedding, Bessel radial
+basis with a smooth polynomial cutoff, spherical harmonics up to ``L_max``, channel-wise
+tensor-product convolutions and gated nonlinearities, with every irrep type of the
+basis's blocks (``L_max`` and parities are derived from ``basis.block_irreps``). Pair
+features for every ordered pair (:mod:`hamnet.nn.pair`). TraceGrad
+(:mod:`hamnet.nn.tracegrad`) on the final node and pair features, then linear heads to
+the block irreps (:mod:`hamnet.nn.heads`). Diagonal blocks are symmetrized as
+``(B + B^T)/2`` and off-diagonal ones as ``B_ij <- (B_ij + B_ji^T)/2``, so the assembled H
+is exactly symmetric and permutation equivariant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from e3nn import o3
+from pyscf import gto
+from torch import nn
+
+import hamnet
+from hamnet import keys as K
+from hamnet.basis import OrbitalBasis
+from hamnet.graph import collate, cutoff_edges, geometry_of, molecule_graph, to_device
+from hamnet.nn.config import ConfigError, ModelConfig
+from hamnet.nn.embedding import ElementEmbedding
+from hamnet.nn.heads import BlockHead
+from hamnet.nn.interaction import Interaction, feature_irreps
+from hamnet.nn.pair import PairBlock
+from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff
+from hamnet.nn.tracegrad import ShellPairTraces, TraceGrad
+
+__all__ = [
+    "HamiltonianModel",
+    "ModelConfig",
+    "ConfigError",
+    "ModelFileError",
+    "build_model",
+    "save_model",
+    "load_model",
+    "model_payload",
+    "model_from_payload",
+    "atomic_torch_save",
+]
+
+DEFAULT_ELEMENTS = ("H", "C", "N", "O", "F")
+
+
+class HamiltonianModel(nn.Module):
+    """Equivariant model of Fock/Kohn-Sham matrices in one AO basis (see the module docstring).
+
+    Parameters
+    ----------
+    basis : OrbitalBasis
+        Orbital layout: elements, PySCF basis, padded blocks.
+    config : ModelConfig
+        Hyperparameters.
+    xc : str, optional
+        Functional of the training data (provenance; ``None`` if unknown).
+
+    Attributes
+    ----------
+    basis : OrbitalBasis
+    config : dict
+        Hyperparameters (``ModelConfig.to_dict()``), including ``tracegrad``.
+    xc : str or None
+    irreps_node, irreps_pair, irreps_sh : e3nn.o3.Irreps
+    """
+
+    def __init__(self, basis: OrbitalBasis, config: ModelConfig, xc: Optional[str] = None):
+        super().__init__()
+        self.basis = basis
+        self.cfg = config
+        self.xc = xc
+        c = config
+        block = basis.block_irreps
+        self.lmax = block.lmax  # highest L of the blocks, e.g. 4 for d-d in def2-SVP
+        self.irreps_sh = o3.Irreps.spherical_harmonics(self.lmax)
+        self.irreps_node = feature_irreps(block, c.num_channels)
+        self.embedding = ElementEmbedding(basis.elements, o3.Irreps(f"{c.num_channels}x0e"))
+        n_el = self.embedding.n_elements
+        self.rbf = BesselBasis(c.cutoff, c.num_radial)
+        self.envelope = PolynomialCutoff(c.cutoff)
+        layers, irreps = [], self.embedding.irreps_out
+        for _ in range(c.num_layers):
+            layer = Interaction(
+                irreps, self.irreps_sh, self.irreps_node, n_el, c.num_radial, c.radial_hidden, c.avg_num_neighbors
+            )
+            layers.append(layer)
+            irreps = layer.irreps_out
+        self.layers = nn.ModuleList(layers)
+        self.irreps_node = irreps
+        self.pair_rbf = GaussianBasis(c.pair_radial_max, c.num_pair_radial)
+        self.pair_envelope = PolynomialCutoff(c.pair_cutoff) if c.pair_cutoff else None
+        self.pair_block = PairBlock(irreps, self.irreps_sh, irreps, c.num_pair_radial, c.radial_hidden)
+        self.irreps_pair = self.pair_block.irreps_out
+        self.traces = ShellPairTraces(basis.slot_pair_id, basis.n_slot_pairs)
+        if c.tracegrad:
+            tg = dict(
+                n_traces=basis.n_slot_pairs, channels=c.tracegrad_channels, hidden=c.tracegrad_hidden,
+                depth=c.tracegrad_depth, dim_z=c.tracegrad_dim, alpha=c.tracegrad_alpha, eps=c.tracegrad_eps,
+            )
+            self.tracegrad_node = TraceGrad(self.irreps_node, **tg)
+            self.tracegrad_pair = TraceGrad(self.irreps_pair, **tg)
+        self.diag_head = BlockHead(self.irreps_node, basis, n_elements=n_el)
+        self.offdiag_head = BlockHead(self.irreps_pair, basis)
+        masks = torch.tensor(
+            np.array([[basis.block_mask(a, b) for b in basis.elements] for a in basis.elements])
+        )  # [n_el, n_el, n_pad, n_pad]
+        self.register_buffer("block_masks", masks, persistent=False)
+        self.register_buffer("trace_masks", self.traces.mask(masks), persistent=False)  # [n_el, n_el, n_sp]
+        n_slots = len(basis.pad_ls)
+        sp = torch.arange(n_slots * n_slots).reshape(n_slots, n_slots)
+        self.register_buffer("slot_pair_transpose", sp.T.reshape(-1), persistent=False)  # [n_sp]
+
+    # ---- properties -------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict:
+        return self.cfg.to_dict()
+
+    @property
+    def tracegrad(self) -> bool:
+        return self.cfg.tracegrad
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embedding.linear.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.linear.weight.device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- forward ------------------------------------------------------------------------
+
+    def forward(self, batch: dict) -> dict:
+        """Predict blocks (and traces) for a batch; see the module docstring for keys."""
+        c = self.cfg
+        Z = batch[K.Z]
+        pos = batch[K.POS].to(self.dtype)  # [n_atoms, 3] Angstrom
+        pair_index, reverse = batch[K.PAIR_INDEX], batch[K.PAIR_REVERSE]
+        n_pairs = pair_index.shape[1]
+        elem, onehot, h = self.embedding(Z, self.dtype)  # [n], [n, n_el], [n, mul]
+
+        edge_index, edge_vec, edge_len = cutoff_edges(pos, pair_index, c.cutoff)
+        sh = o3.spherical_harmonics(self.irreps_sh, edge_vec, normalize=True, normalization="component")
+        rbf, env = self.rbf(edge_len), self.envelope(edge_len)  # [E, n_rbf], [E]
+        for layer in self.layers:
+            h = layer(h, onehot, edge_index, sh, rbf, env)  # [n_atoms, irreps_node]
+
+        pvec = pos[pair_index[1]] - pos[pair_index[0]]  # [n_pairs, 3] from i to j
+        plen = pvec.norm(dim=-1)
+        keep = None
+        if c.pair_cutoff is not None:
+            keep = torch.nonzero(plen < c.pair_cutoff).squeeze(-1)  # pairs that get a block
+            pvec, plen, pidx = pvec[keep], plen[keep], pair_index[:, keep]
+        else:
+            pidx = pair_index
+        psh = o3.spherical_harmonics(self.irreps_sh, pvec, normalize=True, normalization="component")
+        g = self.pair_block(h, pidx, psh, self.pair_rbf(plen))  # [n_kept, irreps_pair]
+
+        out = {}
+        f_node, f_pair = h, g
+        if c.tracegrad:
+            f_node, t_node = self.tracegrad_node(h)  # [n_atoms, node], [n_atoms, n_sp]
+            f_pair, t_pair = self.tracegrad_pair(g)  # [n_kept, pair], [n_kept, n_sp]
+        diag = self.diag_head(f_node, elem)  # [n_atoms, n_pad, n_pad]
+        off = self.offdiag_head(f_pair)  # [n_kept, n_pad, n_pad]
+        if keep is not None:
+            off = off * self.pair_envelope(plen)[:, None, None]
+            off = off.new_zeros((n_pairs,) + off.shape[1:]).index_copy(0, keep, off)
+        diag = 0.5 * (diag + diag.transpose(-1, -2))
+        off = 0.5 * (off + off[reverse].transpose(-1, -2))
+        ei, ej = elem[pair_index[0]], elem[pair_index[1]]
+        out[K.DIAG_MASK] = self.block_masks[elem, elem]
+        out[K.OFFDIAG_MASK] = self.block_masks[ei, ej]
+        out[K.DIAG] = diag * out[K.DIAG_MASK]
+        out[K.OFFDIAG] = off * out[K.OFFDIAG_MASK]
+        if c.tracegrad:
+            tT = self.slot_pair_transpose
+            t_diag = 0.5 * (t_node + t_node[:, tT])  # shell pair (a, b) and (b, a) of H_ii
+            out[K.DIAG_TRACE_MASK] = self.trace_masks[elem, elem]
+            out[K.OFFDIAG_TRACE_MASK] = self.trace_masks[ei, ej]
+            if keep is not None:
+                t_pair = t_pair.new_zeros((n_pairs, t_pair.shape[1])).index_copy(0, keep, t_pair)
+                inside = torch.zeros(n_pairs, dtype=torch.bool, device=plen.device)
+                out[K.OFFDIAG_TRACE_MASK] = out[K.OFFDIAG_TRACE_MASK] & inside.index_fill(0, keep, True)[:, None]
+            t_off = 0.5 * (t_pair + t_pair[reverse][:, tT])  # (a, b) of H_ij is (b, a) of H_ji
+            out[K.DIAG_TRACE] = t_diag
+            out[K.OFFDIAG_TRACE] = t_off
+        return out
+
+    # ---- full matrices ------------------------------------------------------------------
+
+    def assemble(self, out: dict, batch: dict) -> list:
+        """Full ``(nao, nao)`` matrices (torch, Hartree, PySCF AO order), one per molecule."""
+        ptr, pptr, Z = batch[K.PTR].tolist(), batch[K.PAIR_PTR].tolist(), batch[K.Z]
+        mats = []
+        for m in range(len(ptr) - 1):
+            a0, a1, p0, p1 = ptr[m], ptr[m + 1], pptr[m], pptr[m + 1]
+            zs = Z[a0:a1].tolist()
+            mats.append(self.basis.assemble(out[K.DIAG][a0:a1], out[K.OFFDIAG][p0:p1], zs))
+        return mats
+
+    def _graph(self, molecule) -> dict:
+        Z, pos = geometry_of(molecule)
+        g = molecule_graph(Z, pos, elements=self.basis.elements)  # validates geometry and elements
+        if isinstance(molecule, gto.Mole):
+            self.basis.check_mole(molecule)  # BasisError if the Mole's basis is not the model's
+        return g
+
+    def predict(self, molecule) -> np.ndarray:
+        """Predicted Fock/Kohn-Sham matrix of one molecule.
+
+        Parameters
+        ----------
+        molecule : ase.Atoms, pyscf.gto.Mole or (Z, positions_in_Angstrom)
+            A Mole must use the model's basis (spherical AOs).
+
+        Returns
+        -------
+        numpy.ndarray, shape (nao, nao), float64
+            Hartree, PySCF AO order of ``self.basis``, exactly symmetric.
+
+        Raises
+        ------
+        hamnet.graph.GraphError
+            Empty molecule, NaN/inf coordinates, atoms closer than 0.1 Angstrom, or an
+            element the model was not built for.
+        hamnet.basis.BasisError
+            A Mole whose basis differs from the model's.
+        """
+        return self.predict_batch([molecule])[0]
+
+    def predict_batch(self, molecules: Iterable) -> list:
+        """:meth:`predict` for several molecules, run as one batch; a list of arrays."""
+        graphs = [self._graph(m) for m in molecules]
+        if not graphs:
+            return []
+        batch = collate(graphs)
+        with torch.no_grad():  # TraceGrad enables gradients internally where it needs them
+            out = self(to_device(batch, self.device))
+        return [F.detach().cpu().numpy().astype(np.float64) for F in self.assemble(out, batch)]
+
+    @torch.no_grad()
+    def fit_reference(self, graphs: Iterable[dict]) -> None:
+        """Set the per-element diagonal reference to the mean ``0e`` part of target blocks.
+
+        The ``0e`` (rotation-invariant) components of a diagonal block hold e.g. the
+        core-orbital energies, tens of Hartree for fluorine; starting from their
+        per-element mean leaves the network to learn the environment-dependent rest.
+        Graphs need :data:`hamnet.keys.TARGET_DIAG`.
+        """
+        head = self.diag_head
+        n_el = self.embedding.n_elements
+        sums = torch.zeros(n_el, len(head.scalar_index), dtype=torch.float64)
+        counts = torch.zeros(n_el, dtype=torch.float64)
+        for g in graphs:
+            if K.TARGET_DIAG not in g:
+                raise ValueError("fit_reference needs graphs with target blocks (molecule_graph(..., fock=...))")
+            elem = self.embedding.index(g[K.Z].to(self.device)).cpu()
+            x = self.basis.padded_to_irreps(g[K.TARGET_DIAG].to(torch.float64).cpu())  # [n, dim]
+            sums.index_add_(0, elem, x[:, head.scalar_index.cpu()])
+            counts.index_add_(0, elem, torch.ones(len(elem), dtype=torch.float64))
+        mean = sums / counts.clamp_min(1.0)[:, None]
+        head.set_reference(mean.to(dtype=self.dtype, device=self.device))
+
+
+# ---- construction ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: Optional[torch.dtype]):
+    old = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def build_model(
+    basis: Union[str, dict, OrbitalBasis] = "def2-svp",
+    elements: Optional[Sequence] = DEFAULT_ELEMENTS,
+    tracegrad: bool = True,
+    *,
+    xc: Optional[str] = None,
+    dtype: Optional[torch.dtype] = None,
+    **hyperparameters,
+) -> HamiltonianModel:
+    """Build a :class:`HamiltonianModel` with random weights.
+
+    Parameters
+    ----------
+    basis : str, dict or OrbitalBasis
+        PySCF basis name (e.g. ``"def2-svp"``), per-element basis dict, or a layout.
+    elements : sequence of str or int
+        Elements the model supports (ignored when ``basis`` is an OrbitalBasis).
+    tracegrad : bool
+        ``False`` builds the baseline: the same backbone and heads without TraceGrad.
+    xc : str, optional
+        Functional of the data the model will be trained on (stored with the model).
+    dtype : torch.dtype, optional
+        Parameter dtype (default: torch's default, float32). The model is constructed
+        under this default dtype, so e3nn's Clebsch-Gordan constants are exact in
+        float64 (calling ``.double()`` afterwards would keep float32-rounded constants).
+    **hyperparameters
+        Fields of :class:`hamnet.nn.config.ModelConfig`; unknown names raise ConfigError.
+    """
+    if not isinstance(basis, OrbitalBasis):
+        basis = OrbitalBasis(basis, elements)
+    config = ModelConfig.from_dict({**hyperparameters, "tracegrad": tracegrad})
+    if xc is not None and not isinstance(xc, str):
+        raise ConfigError(f"xc must be a functional name (str) or None, got {xc!r}")
+    with _default_dtype(dtype):
+        return HamiltonianModel(basis, config, xc=xc)
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+FORMAT = "hamnet-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing pieces, truncated, or not a hamnet model."""
+
+
+def model_payload(model: HamiltonianModel) -> dict:
+    """Everything needed to rebuild ``model``: plain Python values and CPU tensors."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "hamnet_version": hamnet.__version__,
+        "basis": model.basis.basis,
+        "elements": list(model.basis.elements),
+        "xc": model.xc,
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "config": model.config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def model_from_payload(payload, source: str = "payload") -> HamiltonianModel:
+    """Inverse of :func:`model_payload`; ``source`` names the origin in error messages."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{source} is not a hamnet model (no {FORMAT!r} format marker)")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{source} has model format version {version!r}; this hamnet "
+            f"({hamnet.__version__}) reads versions <= {FORMAT_VERSION}"
+        )
+    missing = [k for k in ("basis", "elements", "config", "state_dict", "dtype") if k not in payload]
+    if missing:
+        raise ModelFileError(f"{source} lacks {missing}")
+    dtype = getattr(torch, str(payload["dtype"]), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ModelFileError(f"{source} has an unknown dtype {payload['dtype']!r}")
+    model = build_model(
+        payload["basis"], payload["elements"], xc=payload.get("xc"), dtype=dtype, **payload["config"]
+    )
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{source}: weights do not fit the stored architecture: {exc}") from exc
+    return model
+
+
+def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+
+    A reader sees the old file or the complete new one, never a partial write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_model(model: HamiltonianModel, path: Union[str, os.PathLike]) -> None:
+    """Write ``model`` (format version, hamnet version, basis, elements, xc,
+    hyperparameters, dtype, weights) atomically to ``path``."""
+    atomic_torch_save(model_payload(model), path)
+
+
+def load_model(path: Union[str, os.PathLike], map_location="cpu") -> HamiltonianModel:
+    """Read a model written by :func:`save_model`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ModelFileError
+        Truncated/corrupted file, a file that is not a hamnet model, or a newer format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError variants
+        raise ModelFileError(f"{path} is not a readable hamnet model file (truncated or not a torch file?): {exc}") from exc
+    model = model_from_payload(payload, source=str(path))
+    return model.to(map_location) if map_location is not None else model

@@ -1,0 +1,169 @@
+"""TraceGrad (arXiv 2405.05722): invariant trace supervision and gradient-induced features.
+
+For a block ``H_b`` of the Hamiltonian and one of its shell pairs ``s`` (radial functions
+``(a, b)`` of angular momenta ``(l1, l2)``), the trace ``T_s = tr(H_s H_s^T)`` of the
+``(2l1+1) x (2l2+1)`` sub-block is invariant under rotations and inversion, because
+``H_s -> D_l1 H_s D_l2^T`` with orthogonal ``D``. These traces are extra labels.
+
+Normalization
+    The label is ``t_s = sqrt(T_s / ((2l1+1)(2l2+1)))``: the root-mean-square entry of
+    the sub-block, in Hartree. Labels then live on the same scale and in the same unit
+    as the matrix entries whatever ``l``, so the block loss and the trace loss can be
+    weighted one to one (see :mod:`hamnet.loss`).
+
+Mechanism, per node (diagonal blocks) and per pair (off-diagonal blocks), on the final
+equivariant features ``f``:
+
+1. invariants of ``f``: its ``0e`` channels and every Clebsch-Gordan self-contraction
+   ``f_a . f_b / (2l+1)`` of two channels of the same irrep type (after a learned
+   equivariant projection to ``channels`` copies of each type);
+2. ``z = MLP(LayerNorm(invariants))``, a deep SiLU network (any nonlinearity is allowed
+   on invariants);
+3. an invariant decoder predicts ``t`` from ``z`` (trained by the trace loss);
+4. ``v = d(sum z)/df`` by autograd: an equivariant vector with the irreps of ``f``,
+   because ``z`` is an invariant function of ``f``;
+5. ``f' = f + alpha_k v_k / sqrt(mean(v_k^2) + eps)`` per irrep type ``k`` (the mean
+   runs over that type's channels and components, so the scale is invariant and the
+   step is well conditioned whatever the size of ``v``); ``alpha_k`` is learnable.
+
+Gradients are enabled locally, so this works under ``torch.no_grad()``; the graph of
+``v`` is kept (``create_graph=True``) exactly when the caller records gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch import nn
+
+__all__ = ["ShellPairTraces", "InvariantEncoder", "TraceGrad", "mlp"]
+
+
+def mlp(n_in: int, hidden: int, n_out: int, depth: int) -> nn.Sequential:
+    """``depth`` hidden SiLU layers of width ``hidden`` (SiLU is smooth: double backward works)."""
+    layers: list[nn.Module] = []
+    d = n_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden), nn.SiLU()]
+        d = hidden
+    layers.append(nn.Linear(d, n_out))
+    return nn.Sequential(*layers)
+
+
+class ShellPairTraces(nn.Module):
+    """Normalized shell-pair traces of padded blocks (see the module docstring).
+
+    Parameters
+    ----------
+    slot_pair_id : (n_pad, n_pad) int array
+        :attr:`hamnet.basis.OrbitalBasis.slot_pair_id`.
+    n_slot_pairs : int
+        :attr:`hamnet.basis.OrbitalBasis.n_slot_pairs`.
+    """
+
+    def __init__(self, slot_pair_id, n_slot_pairs: int):
+        super().__init__()
+        sp = torch.as_tensor(slot_pair_id, dtype=torch.long).reshape(-1)  # [n_pad^2]
+        assign = torch.zeros(sp.numel(), n_slot_pairs)
+        assign[torch.arange(sp.numel()), sp] = 1.0
+        self.register_buffer("assign", assign, persistent=False)  # [n_pad^2, n_sp]
+        self.register_buffer("size", assign.sum(0), persistent=False)  # [n_sp] (2l1+1)(2l2+1), exact in any dtype
+        self.n_slot_pairs = n_slot_pairs
+
+    def forward(self, blocks: torch.Tensor) -> torch.Tensor:
+        """``(..., n_pad, n_pad)`` blocks (Hartree) -> ``(..., n_sp)`` RMS entries (Hartree)."""
+        sq = blocks.pow(2).flatten(-2)  # [..., n_pad^2]
+        T = sq @ self.assign.to(sq.dtype)  # [..., n_sp] tr(H_s H_s^T), Hartree^2
+        return torch.sqrt((T / self.size.to(sq.dtype)).clamp_min(1e-300))
+
+    def mask(self, block_mask: torch.Tensor) -> torch.Tensor:
+        """``(..., n_pad, n_pad)`` bool entry mask -> ``(..., n_sp)`` bool: shell pair exists."""
+        return (block_mask.flatten(-2).to(self.assign.dtype) @ self.assign) > 0
+
+
+class InvariantEncoder(nn.Module):
+    """``z = MLP(LayerNorm(invariants(f)))`` for features ``f`` with irreps ``irreps_in``.
+
+    Parameters
+    ----------
+    irreps_in : o3.Irreps
+    channels : int
+        Copies of each irrep type after the equivariant projection; gives
+        ``channels (channels + 1) / 2`` contractions per type.
+    hidden, depth : int
+        Width and number of hidden layers of the MLP.
+    dim_z : int
+        Size of the invariant code ``z``.
+    """
+
+    def __init__(self, irreps_in, channels: int, hidden: int, depth: int, dim_z: int):
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        types = sorted({ir for _, ir in self.irreps_in})
+        self.irreps_proj = o3.Irreps([(channels, ir) for ir in types])
+        self.proj = o3.Linear(self.irreps_in, self.irreps_proj)
+        iu = torch.triu_indices(channels, channels)
+        self.register_buffer("iu", iu, persistent=False)  # [2, channels (channels+1)/2]
+        n_scalar = sum(channels for ir in types if ir == o3.Irrep("0e"))
+        self.n_invariants = n_scalar + len(types) * iu.shape[1]
+        self.norm = nn.LayerNorm(self.n_invariants)
+        self.mlp = mlp(self.n_invariants, hidden, dim_z, depth)
+
+    def invariants(self, f: torch.Tensor) -> torch.Tensor:
+        """``(n, irreps_in.dim)`` -> ``(n, n_invariants)``, invariant under O(3)."""
+        x = self.proj(f)  # [n, irreps_proj.dim]
+        parts = []
+        for (mul, ir), sl in zip(self.irreps_proj, self.irreps_proj.slices()):
+            xi = x[:, sl].reshape(-1, mul, ir.dim)  # [n, channels, 2l+1]
+            if ir == o3.Irrep("0e"):
+                parts.append(xi[:, :, 0])
+            gram = torch.einsum("nai,nbi->nab", xi, xi) / ir.dim  # [n, channels, channels]
+            parts.append(gram[:, self.iu[0], self.iu[1]])
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """``(n, irreps_in.dim)`` -> ``z`` of shape ``(n, dim_z)``."""
+        return self.mlp(self.norm(self.invariants(f)))
+
+
+class TraceGrad(nn.Module):
+    """Trace decoder and gradient-induced equivariant update ``f -> f + alpha v``.
+
+    Parameters
+    ----------
+    irreps : o3.Irreps
+        Irreps of ``f`` (one entry per irrep type, i.e. simplified).
+    n_traces : int
+        Number of trace outputs (shell pairs of a block).
+    channels, hidden, depth, dim_z : int
+        Encoder sizes (see :class:`InvariantEncoder`).
+    alpha : float
+        Initial step ``alpha_k`` for every irrep type.
+    eps : float
+        Added to ``mean(v_k^2)`` before the square root.
+    """
+
+    def __init__(self, irreps, n_traces, channels, hidden, depth, dim_z, alpha, eps):
+        super().__init__()
+        self.irreps = o3.Irreps(irreps)
+        self.encoder = InvariantEncoder(self.irreps, channels, hidden, depth, dim_z)
+        self.decoder = mlp(dim_z, hidden, n_traces, 1)
+        self.alpha = nn.Parameter(torch.full((len(self.irreps),), float(alpha)))
+        self.eps = float(eps)
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n, irreps.dim)`` -> ``(f' (n, irreps.dim), t (n, n_traces))``."""
+        record = torch.is_grad_enabled()
+        with torch.enable_grad():
+            x = f if f.requires_grad else f.detach().requires_grad_(True)
+            z = self.encoder(x)  # [n, dim_z]
+            (v,) = torch.autograd.grad(z.sum(), x, create_graph=record)  # [n, irreps.dim]
+        if not record:
+            z = z.detach()
+        t = self.decoder(z)  # [n, n_traces]
+        parts = []
+        for k, ((mul, ir), sl) in enumerate(zip(self.irreps, self.irreps.slices())):
+            vk = v[:, sl].reshape(-1, mul, ir.dim)  # [n, mul, 2l+1]
+            scale = torch.rsqrt(vk.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)  # [n, 1, 1]
+            parts.append((self.alpha[k] * vk * scale).reshape(-1, mul * ir.dim))
+        return f + torch.cat(parts, dim=-1), t

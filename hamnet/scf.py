@@ -1,0 +1,378 @@
+"""A predicted Fock matrix as a PySCF initial guess, and timed SCF runs to compare guesses.
+
+The bridge is one pure function, :func:`guess_dm`: it diagonalizes a Fock matrix in the
+AO overlap metric with the SCF object's own ``eig``, ``get_occ`` and ``make_rdm1``, so the
+occupations (charge, spin, restricted or not, smearing, point-group symmetry) follow
+PySCF's rules exactly. :func:`predict_guess` adds the model: it checks the basis, warns
+about a functional mismatch, predicts and calls :func:`guess_dm`::
+
+    mf = dft.RKS(mol, xc="pbe")
+    mf.kernel(dm0=predict_guess(mf, model))
+
+Units: Fock matrices and energies in Hartree, AOs in PySCF's order for ``mf.mol``.
+
+The model is duck-typed: ``model.predict(mol)`` returns the ``(nao, nao)`` Fock matrix,
+``model.basis`` is an :class:`hamnet.basis.OrbitalBasis` and ``model.xc`` names the
+functional the model was trained on (``None`` if unknown).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional, Union
+
+import numpy as np
+from pyscf import dft, gto, scf
+
+__all__ = [
+    "GuessError",
+    "FunctionalMismatchWarning",
+    "guess_dm",
+    "predict_guess",
+    "scf_functional",
+    "same_functional",
+    "check_functional",
+    "make_scf",
+    "SCFRun",
+    "run_scf",
+    "PYSCF_GUESSES",
+    "build_mole",
+    "read_mole",
+    "model_guess",
+]
+
+# PySCF's own initial guesses that the benchmarks compare against; "minao" is PySCF's default.
+PYSCF_GUESSES = ("minao", "atom", "huckel", "1e", "sap")
+_HF_NAMES = {"hf", "rhf", "uhf", "rohf", "scf"}
+
+
+class GuessError(ValueError):
+    """A Fock matrix or SCF object that cannot give an initial guess."""
+
+
+class FunctionalMismatchWarning(UserWarning):
+    """The SCF's functional is not the one the model was trained on."""
+
+
+# --------------------------------------------------------------------------------------
+# Fock matrix -> density matrix
+# --------------------------------------------------------------------------------------
+
+
+def _is_unrestricted(mf) -> bool:
+    return isinstance(mf, scf.uhf.UHF)
+
+
+def _as_fock_array(fock) -> np.ndarray:
+    if hasattr(fock, "detach"):  # torch.Tensor, without importing torch here
+        fock = fock.detach().cpu().numpy()
+    try:
+        arr = np.asarray(fock)
+    except Exception as exc:
+        raise GuessError(f"Fock matrix of type {type(fock).__name__} is not an array") from exc
+    if np.iscomplexobj(arr):
+        raise GuessError("Fock matrix is complex; hamnet guesses need a real symmetric matrix")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise GuessError(f"Fock matrix has non-numeric dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
+def guess_dm(mf, fock, *, sym_tol: float = 1e-6) -> np.ndarray:
+    """Density matrix of the occupied eigenvectors of ``fock`` in the AO overlap metric.
+
+    Solves ``F C = S C e`` with ``mf.eig``, occupies with ``mf.get_occ`` (so the electron
+    count follows ``mol.charge`` and ``mol.spin``) and builds ``mf.make_rdm1``.
+
+    Parameters
+    ----------
+    mf : pyscf.scf.hf.SCF
+        RHF/RKS, ROHF/ROKS or UHF/UKS object (also symmetry-adapted, density-fitted...).
+        Generalized (GHF/GKS) and relativistic SCF objects are not supported.
+    fock : array_like, shape (nao, nao), Hartree
+        Closed-shell Fock/Kohn-Sham matrix in PySCF AO order for ``mf.mol``. For UHF/UKS
+        it is used for both spins; a spin-resolved ``(2, nao, nao)`` (alpha, beta) stack
+        is also accepted there. numpy arrays and torch tensors are accepted.
+    sym_tol : float
+        Largest allowed ``max|F - F^T|`` relative to ``max(1, max|F|)``; the matrix is
+        symmetrized as ``(F + F^T) / 2`` before diagonalization.
+
+    Returns
+    -------
+    numpy.ndarray, shape (nao, nao) or (2, nao, nao) for unrestricted SCF
+        Density matrix as ``mf.make_rdm1`` makes it (carries ``mo_coeff``/``mo_occ``);
+        ``tr(D S)`` equals the electron count. Pass it as ``mf.kernel(dm0=...)``.
+
+    Raises
+    ------
+    GuessError
+        Unsupported SCF type, wrong shape, non-finite values, or a non-symmetric matrix.
+    """
+    if isinstance(mf, scf.ghf.GHF) or not isinstance(mf, scf.hf.SCF) or isinstance(
+        mf, getattr(scf.dhf, "DHF", ())
+    ):
+        raise GuessError(
+            f"{type(mf).__name__} is not supported: guess_dm needs a restricted, "
+            "restricted open-shell or unrestricted PySCF SCF object (RHF/RKS, ROHF/ROKS, UHF/UKS)"
+        )
+    f = _as_fock_array(fock)
+    nao = mf.mol.nao_nr()
+    unrestricted = _is_unrestricted(mf)
+    allowed = [(nao, nao)] + ([(2, nao, nao)] if unrestricted else [])
+    if f.shape not in allowed:
+        want = " or ".join(str(s) for s in allowed)
+        raise GuessError(
+            f"Fock matrix has shape {f.shape}, but the molecule has {nao} AOs in basis "
+            f"{mf.mol.basis!r}: expected {want}"
+        )
+    if not np.all(np.isfinite(f)):
+        bad = int(np.size(f) - np.count_nonzero(np.isfinite(f)))
+        raise GuessError(f"Fock matrix has {bad} non-finite (NaN or inf) entries")
+    ft = np.swapaxes(f, -1, -2)
+    asym = float(np.abs(f - ft).max())
+    scale = max(1.0, float(np.abs(f).max()))
+    if asym > sym_tol * scale:
+        raise GuessError(
+            f"Fock matrix is not symmetric: max|F - F^T| = {asym:.3e} Ha exceeds "
+            f"{sym_tol:.1e} x {scale:.3g} Ha"
+        )
+    f = 0.5 * (f + ft)
+    if unrestricted and f.ndim == 2:
+        f = np.stack([f, f])  # closed-shell prediction for both spins
+    s1e = mf.get_ovlp()
+    mo_energy, mo_coeff = mf.eig(f, s1e)
+    mo_occ = mf.get_occ(mo_energy, mo_coeff)
+    return mf.make_rdm1(mo_coeff, mo_occ)
+
+
+# --------------------------------------------------------------------------------------
+# Functionals
+# --------------------------------------------------------------------------------------
+
+
+def scf_functional(mf) -> str:
+    """Functional of an SCF object: ``mf.xc`` for Kohn-Sham, ``"HF"`` for Hartree-Fock."""
+    return str(getattr(mf, "xc", "HF"))
+
+
+def _xc_key(xc: str):
+    name = xc.strip().lower()
+    if name in _HF_NAMES:
+        name = "hf"
+    try:
+        (hyb, alpha, omega), funcs = dft.libxc.parse_xc(name)
+    except Exception:  # unknown to libxc: fall back to the normalized name
+        return name.replace("-", "").replace("_", "").replace(" ", "")
+    terms = tuple(sorted((int(fid), round(float(c), 12)) for fid, c in funcs))
+    return (round(float(hyb), 12), round(float(alpha), 12), round(float(omega), 12), terms)
+
+
+def same_functional(a: str, b: str) -> bool:
+    """Whether two functional names mean the same functional to PySCF's libxc parser.
+
+    ``"PBE"`` equals ``"pbe,pbe"``; ``"HF"``/``"RHF"``/``"UHF"`` are Hartree-Fock.
+    """
+    return _xc_key(a) == _xc_key(b)
+
+
+def check_functional(mf, model_xc: Optional[str]) -> None:
+    """Warn (:class:`FunctionalMismatchWarning`) if ``mf``'s functional is not ``model_xc``.
+
+    ``model_xc=None`` (a model of unknown provenance) is not checked.
+    """
+    if model_xc is None:
+        return
+    mf_xc = scf_functional(mf)
+    if not same_functional(mf_xc, str(model_xc)):
+        warnings.warn(
+            f"the model was trained on functional {model_xc!r} but this SCF uses {mf_xc!r}; "
+            "the prediction is still a valid initial guess, but expect more SCF cycles",
+            FunctionalMismatchWarning,
+            stacklevel=3,
+        )
+
+
+def predict_guess(mf, model, *, sym_tol: float = 1e-6) -> np.ndarray:
+    """Predict the Fock matrix of ``mf.mol`` with ``model`` and return the guess density.
+
+    Checks that the molecule's basis is the model's (:class:`hamnet.basis.BasisError`
+    otherwise) and warns if the functionals differ. Use as
+    ``mf.kernel(dm0=predict_guess(mf, model))``. See :func:`guess_dm` for the result.
+    """
+    model.basis.check_mole(mf.mol)
+    check_functional(mf, getattr(model, "xc", None))
+    return guess_dm(mf, model.predict(mf.mol), sym_tol=sym_tol)
+
+
+def model_guess(model, *, name: str = "hamnet") -> Callable:
+    """``guess(mf) -> dm0`` that predicts with ``model`` (for :func:`run_scf`)."""
+
+    def guess(mf):
+        return predict_guess(mf, model)
+
+    guess.__name__ = name
+    return guess
+
+
+# --------------------------------------------------------------------------------------
+# Molecules
+# --------------------------------------------------------------------------------------
+
+
+def build_mole(Z, pos, basis, *, charge: int = 0, spin: int = 0) -> gto.Mole:
+    """A built PySCF molecule from atomic numbers and positions.
+
+    Parameters
+    ----------
+    Z : array_like of int, shape (n_atoms,)
+    pos : array_like of float, shape (n_atoms, 3), Angstrom
+    basis : str or dict
+        PySCF basis.
+    charge : int
+    spin : int
+        ``2S = N_alpha - N_beta`` (PySCF's convention, not the multiplicity).
+    """
+    Z = np.asarray(Z).reshape(-1)
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.shape != (len(Z), 3):
+        raise ValueError(f"positions of shape {pos.shape} do not match {len(Z)} atoms (n, 3)")
+    if len(Z) == 0:
+        raise ValueError("a molecule needs at least one atom")
+    atoms = [(int(z), tuple(float(x) for x in p)) for z, p in zip(Z, pos)]
+    nelec = int(sum(int(z) for z in Z)) - int(charge)
+    if nelec < 0 or (nelec - int(spin)) % 2 or abs(int(spin)) > nelec:
+        raise ValueError(
+            f"charge {charge} and spin {spin} are inconsistent: {nelec} electrons, and "
+            "spin = 2S = N_alpha - N_beta must have the parity of the electron count"
+        )
+    return gto.M(atom=atoms, unit="Angstrom", basis=basis, charge=int(charge),
+                 spin=int(spin), verbose=0)
+
+
+def read_mole(path, basis, *, charge: int = 0, spin: int = 0) -> gto.Mole:
+    """Read a geometry file (xyz or any format ASE reads; Angstrom) into a PySCF molecule."""
+    import ase.io
+
+    try:
+        atoms = ase.io.read(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"cannot read a molecule from {str(path)!r}: {exc}") from exc
+    return build_mole(atoms.numbers, atoms.positions, basis, charge=charge, spin=spin)
+
+
+# --------------------------------------------------------------------------------------
+# Timed SCF runs
+# --------------------------------------------------------------------------------------
+
+
+def _is_hf(xc: Optional[str]) -> bool:
+    return xc is None or xc.strip().lower() in _HF_NAMES
+
+
+def make_scf(
+    mol: gto.Mole,
+    xc: Optional[str] = None,
+    *,
+    conv_tol: float = 1e-9,
+    max_cycle: int = 100,
+    grid_level: Optional[int] = None,
+    verbose: int = 0,
+):
+    """A fresh SCF object: HF if ``xc`` is ``None``/``"HF"``, else Kohn-Sham with ``xc``.
+
+    Restricted for ``mol.spin == 0``, unrestricted otherwise (as ``scf.HF``/``dft.KS``).
+    ``conv_tol`` is PySCF's energy threshold in Hartree; ``grid_level`` sets
+    ``mf.grids.level`` (PySCF's default when ``None``).
+    """
+    if _is_hf(xc):
+        mf = scf.UHF(mol) if mol.spin else scf.RHF(mol)
+    else:
+        mf = dft.UKS(mol, xc=xc) if mol.spin else dft.RKS(mol, xc=xc)
+        if grid_level is not None:
+            mf.grids.level = int(grid_level)
+    mf.conv_tol = float(conv_tol)
+    mf.max_cycle = int(max_cycle)
+    mf.verbose = int(verbose)
+    return mf
+
+
+@dataclass(frozen=True)
+class SCFRun:
+    """Outcome of one SCF from one initial guess.
+
+    Attributes
+    ----------
+    guess : str
+        Name of the initial guess.
+    cycles : int
+        SCF iterations PySCF performed (``mf.cycles``).
+    converged : bool
+    e_tot : float
+        Final total energy, Hartree.
+    guess_s, scf_s, wall_s : float
+        Seconds to build the guess (model prediction included), to iterate, and both.
+    """
+
+    guess: str
+    cycles: int
+    converged: bool
+    e_tot: float
+    guess_s: float
+    scf_s: float
+    wall_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+GuessSpec = Union[str, Callable]
+
+
+def run_scf(mol: gto.Mole, guess: GuessSpec, *, name: Optional[str] = None, xc=None, **settings):
+    """Run a fresh SCF on ``mol`` from one initial guess and time it.
+
+    Parameters
+    ----------
+    mol : pyscf.gto.Mole
+    guess : str or callable
+        A PySCF guess key (``"minao"``, ``"atom"``, ``"huckel"``, ``"1e"``, ``"sap"``...)
+        or ``guess(mf) -> dm0`` (e.g. ``lambda mf: predict_guess(mf, model)``); its time,
+        model prediction included, counts in ``guess_s`` and ``wall_s``.
+    name : str, optional
+        Label for the result (default: the key, or the callable's ``__name__``).
+    xc : str, optional
+        Functional (``None`` for HF); ``settings`` go to :func:`make_scf`.
+
+    Returns
+    -------
+    (SCFRun, mf)
+        The timings/energy and the converged SCF object.
+    """
+    mf = make_scf(mol, xc, **settings)
+    if isinstance(guess, str):
+        key = guess.lower()
+        label = name or key
+        make_guess = lambda m: m.get_init_guess(m.mol, key)  # noqa: E731
+    elif callable(guess):
+        label = name or getattr(guess, "__name__", "custom")
+        make_guess = guess
+    else:
+        raise GuessError(f"guess must be a PySCF guess name or a callable, got {type(guess)}")
+    t0 = time.perf_counter()
+    dm0 = make_guess(mf)
+    t1 = time.perf_counter()
+    e_tot = mf.kernel(dm0=dm0)
+    t2 = time.perf_counter()
+    run = SCFRun(
+        guess=label,
+        cycles=int(mf.cycles),
+        converged=bool(mf.converged),
+        e_tot=float(e_tot),
+        guess_s=t1 - t0,
+        scf_s=t2 - t1,
+        wall_s=t2 - t0,
+    )
+    return run, mf

@@ -1,0 +1,214 @@
+"""Evaluation of predicted Hamiltonians with QH9's metrics (:mod:`hamnet.metrics`).
+
+Two sources of predictions, one scorer:
+
+* :func:`evaluate_model` - a :class:`hamnet.model.HamiltonianModel` on records of a store;
+* :func:`evaluate_predictions` - matrices from any program, an ``.npz`` file with one
+  ``(nao, nao)`` Fock matrix per record, in Hartree and PySCF AO order, keyed by the
+  record index as a string (``"0"``, ``"17"``, ...).
+
+Both score each molecule with :func:`hamnet.metrics.molecule_metrics` against the store's
+``F``, with the store's overlap ``S`` (computed with PySCF from the geometry and the
+store's basis when a record has none), ``nocc`` from the record (else ``sum(Z) // 2``,
+a neutral closed shell) and ``ao_atom`` from :meth:`hamnet.basis.OrbitalBasis.layout`.
+Results are equal-weight means over molecules, micro-Hartree and percent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hamnet.basis import OrbitalBasis
+from hamnet.data import HamiltonianDataset
+from hamnet.data import keys as DK
+from hamnet.graph import collate, molecule_graph, to_device
+from hamnet.metrics import METRIC_UNITS, MetricAccumulator, format_table, molecule_metrics
+
+__all__ = [
+    "EvaluationError",
+    "predict_records",
+    "score",
+    "evaluate_model",
+    "read_predictions",
+    "evaluate_predictions",
+    "write_report",
+    "format_table",
+]
+
+
+class EvaluationError(ValueError):
+    """Predictions that cannot be scored (missing records, wrong shapes, NaN)."""
+
+
+def predict_records(model, ds: HamiltonianDataset, indices: Sequence[int], batch_size: int = 16,
+                    progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(record index, predicted F (nao, nao) float64 Hartree)`` in batches.
+
+    ``model`` is a :class:`hamnet.model.HamiltonianModel` (not a DDP wrapper); it is run
+    in eval mode under ``torch.no_grad()`` and left in the mode it was in.
+    """
+    was_training = model.training
+    model.eval()
+    indices = [int(i) for i in indices]
+    bar = tqdm(total=len(indices), desc="evaluate", unit="mol", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            graphs = []
+            for i in chunk:
+                rec = ds[i]
+                graphs.append(molecule_graph(rec[DK.Z], rec[DK.POS], elements=model.basis.elements,
+                                             dtype=model.dtype))
+            batch = collate(graphs)
+            with torch.no_grad():
+                out = model(to_device(batch, model.device))
+            for i, F in zip(chunk, model.assemble(out, batch)):
+                yield i, F.detach().cpu().numpy().astype(np.float64)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        model.train(was_training)
+
+
+def _overlap(rec: Mapping, basis: str) -> np.ndarray:
+    if rec.get(DK.S) is not None:
+        return np.asarray(rec[DK.S], dtype=np.float64)
+    from pyscf import gto
+
+    atom = [(int(z), tuple(map(float, p))) for z, p in zip(rec[DK.Z], rec[DK.POS])]
+    mol = gto.M(atom=atom, basis=basis, unit="Angstrom", verbose=0, charge=0,
+                spin=int(np.sum(rec[DK.Z])) % 2)
+    return mol.intor("int1e_ovlp")
+
+
+class _Layouts:
+    """``ao_atom`` of a molecule in a store's basis (one OrbitalBasis per element set)."""
+
+    def __init__(self, basis: str, model_basis: Optional[OrbitalBasis] = None):
+        self.basis = basis
+        self.model_basis = model_basis
+        self._by_elements: dict = {}
+
+    def ao_atom(self, Z) -> np.ndarray:
+        Z = [int(z) for z in Z]
+        if self.model_basis is not None and set(Z) <= set(self.model_basis.elements):
+            return np.asarray(self.model_basis.layout(Z).ao_atom)
+        key = tuple(sorted(set(Z)))
+        if key not in self._by_elements:
+            self._by_elements[key] = OrbitalBasis(self.basis, list(key))
+        return np.asarray(self._by_elements[key].layout(Z).ao_atom)
+
+
+def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
+          model_basis: Optional[OrbitalBasis] = None, per_record: Optional[dict] = None) -> tuple[dict, int]:
+    """QH9 metrics of ``(record index, F_pred)`` pairs against the store.
+
+    Parameters
+    ----------
+    ds : the store holding the reference ``F`` (and ``S``, ``nocc``)
+    predictions : iterable of ``(index, (nao, nao) array in Hartree, PySCF AO order)``
+    model_basis : OrbitalBasis, optional
+        Layout to take ``ao_atom`` from (default: built from the store's basis).
+    per_record : dict, optional
+        Filled with ``index -> molecule_metrics(...)`` (Hartree, fractions).
+
+    Returns
+    -------
+    (results, n) : means in reporting units (see :data:`hamnet.metrics.METRIC_UNITS`), molecules
+    """
+    basis = ds.metadata.get(DK.META_BASIS)
+    layouts = _Layouts(basis, model_basis)
+    acc = MetricAccumulator()
+    for i, F_pred in predictions:
+        rec = ds[i]
+        F_ref = np.asarray(rec[DK.F], dtype=np.float64)
+        F_pred = np.asarray(F_pred, dtype=np.float64)
+        if F_pred.shape != F_ref.shape:
+            raise EvaluationError(
+                f"record {i}: predicted F has shape {F_pred.shape}, the store's F has {F_ref.shape} "
+                f"(basis {basis}, PySCF AO order expected)"
+            )
+        if not np.isfinite(F_pred).all():
+            raise EvaluationError(f"record {i}: predicted F contains NaN or inf")
+        nocc = rec.get(DK.NOCC)
+        nocc = int(nocc) if nocc is not None else int(np.sum(rec[DK.Z])) // 2
+        m = molecule_metrics(F_pred, F_ref, _overlap(rec, basis), layouts.ao_atom(rec[DK.Z]), nocc)
+        acc.add(m)
+        if per_record is not None:
+            per_record[int(i)] = m
+    if acc.count == 0:
+        raise EvaluationError("no molecules to evaluate (empty split or prediction file)")
+    return acc.result(), acc.count
+
+
+def evaluate_model(model, ds: HamiltonianDataset, indices: Sequence[int], batch_size: int = 16,
+                   progress: bool = False) -> tuple[dict, int]:
+    """Predict and score records ``indices`` of ``ds``; see :func:`score`."""
+    preds = predict_records(model, ds, indices, batch_size=batch_size, progress=progress)
+    return score(ds, preds, model_basis=model.basis)
+
+
+def read_predictions(path, n_records: int) -> dict[int, np.ndarray]:
+    """Read an ``.npz`` of predicted matrices keyed by record index (as strings).
+
+    Raises :class:`EvaluationError` for keys that are not record indices of the store.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no prediction file at {path}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - numpy raises several kinds
+        raise EvaluationError(f"{path} is not a readable .npz file: {exc}") from exc
+    out = {}
+    with npz:
+        for key in npz.files:
+            if not key.isdigit():
+                raise EvaluationError(
+                    f"{path}: key {key!r} is not a record index; keys must be record indices as "
+                    "strings ('0', '1', ...)"
+                )
+            i = int(key)
+            if i >= n_records:
+                raise EvaluationError(f"{path}: key {key!r} is beyond the store's {n_records} records")
+            out[i] = np.asarray(npz[key])
+            if out[i].ndim != 2 or out[i].shape[0] != out[i].shape[1]:
+                raise EvaluationError(f"{path}: entry {key!r} has shape {out[i].shape}, expected (nao, nao)")
+    return out
+
+
+def evaluate_predictions(path, ds: HamiltonianDataset, indices: Optional[Sequence[int]] = None,
+                         per_record: Optional[dict] = None) -> tuple[dict, int]:
+    """Score the matrices of ``path`` (``.npz``) against ``ds``.
+
+    Parameters
+    ----------
+    indices : records to score (default: every record in the file); each must be present.
+    """
+    preds = read_predictions(path, len(ds))
+    if indices is None:
+        indices = sorted(preds)
+    missing = [int(i) for i in indices if int(i) not in preds]
+    if missing:
+        raise EvaluationError(
+            f"{path} has no prediction for {len(missing)} record(s) of the evaluated set, e.g. {missing[:10]}"
+        )
+    return score(ds, ((int(i), preds[int(i)]) for i in indices), per_record=per_record)
+
+
+def write_report(path, results: dict, n: int, info: Optional[dict] = None) -> Path:
+    """Write ``{"metrics": ..., "units": ..., "n_molecules": n, **info}`` as JSON, atomically."""
+    path = Path(path)
+    doc = {"metrics": results, "units": {k: METRIC_UNITS[k] for k in results}, "n_molecules": int(n)}
+    doc.update(info or {})
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,506 @@
+"""The training loop: ``run(config, run_dir)``.
+
+A run directory holds::
+
+    config.yaml    the resolved config (every default filled in)
+    train.log      what happened, with times
+    metrics.csv    one row per validation (step, time, lr, train loss, QH9 metrics)
+    last.pt        latest checkpoint, with everything needed to resume
+    best.pt        EMA weights with the best validation ``eval.metric``
+    eval_test.json the final test metrics (also printed as a table)
+
+Running again on the same directory resumes from ``last.pt``: the step count, the
+position in the epoch (the same batches are neither repeated nor skipped), AdamW, EMA,
+the schedule and the random state continue, and ``metrics.csv`` keeps one row per
+validation step. Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes
+``last.pt`` and returns with ``status == "interrupted"``.
+
+Training stops at ``limits.max_steps`` optimizer steps or after ``limits.max_minutes``
+of training wall time (summed over resumed sessions; time spent in periodic validation,
+data generation and the final test does not count).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from tqdm import tqdm
+
+import hamnet
+from hamnet import keys as K
+from hamnet.basis import OrbitalBasis
+from hamnet.data import keys as DK
+from hamnet.graph import collate, to_device
+from hamnet.loss import HamiltonianLoss
+from hamnet.metrics import METRIC_UNITS, format_table
+from hamnet.model import build_model
+from hamnet.train import checkpoint as ckpt
+from hamnet.train import distributed as D
+from hamnet.train.config import ConfigError, TrainConfig, config_diff, load_config
+from hamnet.train.data import GraphDataset, check_compatible, resolve_store, run_split, store_elements
+from hamnet.train.evaluate import evaluate_model, write_report
+from hamnet.train.optim import EMA, averaged_state, build_optimizer, learning_rate, set_learning_rate
+
+__all__ = ["run", "RunResult", "CombinedLoss", "METRIC_COLUMNS", "read_metrics"]
+
+log = logging.getLogger("hamnet.train")
+
+CONFIG_FILE, LOG_FILE, METRICS_FILE = "config.yaml", "train.log", "metrics.csv"
+TRAIN_COLUMNS = ["step", "epoch", "elapsed_s", "lr", "train_loss", "train_loss_h", "train_loss_t", "structures_per_s"]
+METRIC_COLUMNS = [f"val_{k}_{u}" for k, u in METRIC_UNITS.items()]
+HIGHER_IS_BETTER = {"psi_cos"}
+FIT_REFERENCE_MAX = 1000  # training molecules used for the per-element diagonal reference
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did."""
+
+    run_dir: Path
+    status: str  # "finished" or "interrupted"
+    step: int
+    elapsed_s: float
+    best: dict = field(default_factory=dict)  # {"metric", "value", "step"}
+    test: Optional[dict] = None  # test metrics (reporting units), when evaluated
+    n_test: int = 0
+    model: Optional[torch.nn.Module] = field(default=None, repr=False)  # trained (raw, not EMA) weights
+
+
+class CombinedLoss(torch.nn.Module):
+    """``mae_weight * (L_H + w_T L_T)_mae + mse_weight * (L_H + w_T L_T)_mse`` (see LossConfig)."""
+
+    def __init__(self, basis: OrbitalBasis, loss_cfg):
+        super().__init__()
+        self.parts = []
+        for kind, w in (("mae", loss_cfg.mae_weight), ("mse", loss_cfg.mse_weight)):
+            if w > 0:
+                self.parts.append((w, HamiltonianLoss(basis, loss_cfg.trace_weight, kind)))
+
+    def forward(self, out: dict, batch: dict) -> dict:
+        total, lh, lt = 0.0, 0.0, 0.0
+        for w, fn in self.parts:
+            r = fn(out, batch)
+            total = total + w * r[K.LOSS]
+            lh = lh + w * r[K.LOSS_H]
+            lt = lt + w * r[K.LOSS_T]
+        return {K.LOSS: total, K.LOSS_H: lh, K.LOSS_T: lt}
+
+
+# ---- logging and files ---------------------------------------------------------------------
+
+
+class _TqdmHandler(logging.Handler):
+    def emit(self, record):
+        tqdm.write(self.format(record))
+
+
+def _setup_logging(run_dir: Path, env: D.DistEnv) -> list:
+    handlers = []
+    if not env.is_main:
+        return handlers
+    fh = logging.FileHandler(run_dir / LOG_FILE)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    sh = _TqdmHandler()
+    sh.setFormatter(logging.Formatter("%(message)s"))
+    for h in (fh, sh):
+        log.addHandler(h)
+        handlers.append(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handlers
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """Rows of ``metrics.csv`` (values as strings), oldest first; [] if absent."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _rewrite_metrics(run_dir: Path, keep_until_step: int) -> None:
+    """Drop rows after ``keep_until_step`` (written after the checkpoint we resume from)."""
+    rows = [r for r in read_metrics(run_dir) if int(r["step"]) <= keep_until_step]
+    path = run_dir / METRICS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS + METRIC_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _append_metrics(run_dir: Path, row: dict) -> None:
+    path = run_dir / METRICS_FILE
+    new = not path.is_file()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS + METRIC_COLUMNS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---- signals -------------------------------------------------------------------------------
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between steps; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("received %s: stopping after this step and saving a checkpoint "
+                    "(press Ctrl-C again to abort without saving)", signal.Signals(signum).name)
+
+    def __enter__(self):
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handler)
+        except ValueError:  # not the main thread: no signal handling
+            self._old = {}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def _resolve_run_dir(cfg: TrainConfig, run_dir) -> Path:
+    if run_dir is None:
+        run_dir = cfg.run_dir or "runs/hamnet"
+    return Path(run_dir).expanduser()
+
+
+def _prepare_config(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, Optional[dict]]:
+    """Config to run with and the resume payload (None for a fresh run)."""
+    last = run_dir / ckpt.LAST
+    if not last.exists():
+        return cfg, None
+    payload = ckpt.read_checkpoint(last, need_train_state=True)
+    saved = load_config(payload["checkpoint"]["config"])
+    diff = config_diff(saved, cfg)
+    if diff:
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (keys {', '.join(diff)}); resume it with the "
+            f"same config (only 'limits', 'eval' and 'device' may change) or choose a new run_dir"
+        )
+    merged = copy.deepcopy(saved)
+    merged.limits, merged.eval, merged.device = cfg.limits, cfg.eval, cfg.device
+    merged.run_dir = str(run_dir)
+    return merged, payload
+
+
+def run(config: Union[TrainConfig, dict, str, None] = None, run_dir=None, *, progress: bool = True,
+        evaluate_test: bool = True) -> RunResult:
+    """Train (or resume) a model as ``config`` says; returns a :class:`RunResult`.
+
+    Parameters
+    ----------
+    config : TrainConfig, mapping, YAML path, or None for the built-in default job
+    run_dir : path, optional
+        Overrides ``config.run_dir``; reruns on the same directory resume.
+    progress : bool
+        Show the tqdm progress bar (rank 0 only).
+    evaluate_test : bool
+        After training, evaluate ``best.pt`` on the test part, print the table and write
+        ``eval_test.json``.
+    """
+    cfg = load_config(config)
+    run_dir = _resolve_run_dir(cfg, run_dir)
+    env = D.init_distributed(cfg.device)
+    handlers = []
+    try:
+        if env.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        D.barrier(env)
+        cfg, resume = _prepare_config(cfg, run_dir)
+        cfg.run_dir = str(run_dir)
+        handlers = _setup_logging(run_dir, env)
+        if env.is_main:
+            _write_text_atomic(run_dir / CONFIG_FILE, cfg.to_yaml())
+        return _Trainer(cfg, run_dir, env, resume, progress and env.is_main).train(evaluate_test)
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        D.shutdown_distributed(env)
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, env: D.DistEnv, resume: Optional[dict], progress: bool):
+        self.cfg, self.run_dir, self.env, self.progress = cfg, run_dir, env, progress
+        self.dtype = torch.float64 if cfg.precision == "float64" else torch.float32
+        # -- data (rank 0 generates a recipe store; the others wait, then open it)
+        if env.is_main:
+            self.ds = resolve_store(cfg.data)
+        D.barrier(env)
+        if not env.is_main:
+            self.ds = resolve_store(cfg.data, make=False)
+        meta = self.ds.metadata
+        self.split_name, self.parts = run_split(self.ds, cfg.split, cfg.seed)
+        self.train_idx, val_idx = self.parts[cfg.split.train], self.parts[cfg.split.val]
+        if not self.train_idx:
+            raise ConfigError(f"split {self.split_name!r}/{cfg.split.train} of {self.ds.path} is empty")
+        self.val_idx = val_idx[: cfg.eval.max_val] if cfg.eval.max_val else val_idx
+        if resume is not None:
+            elements = resume["elements"]
+        elif cfg.model["elements"] == "auto":
+            elements = store_elements(self.ds)
+        else:
+            elements = cfg.model["elements"]
+        basis = OrbitalBasis(meta[DK.META_BASIS], elements)
+        # -- model (same seed on every rank: identical initial weights)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(basis, tracegrad=cfg.model["tracegrad"], xc=meta.get(DK.META_XC),
+                                 dtype=self.dtype, **{k: v for k, v in cfg.model_hyperparameters().items()
+                                                      if k != "tracegrad"})
+        check_compatible(self.model.basis.basis, self.model.xc, elements, self.ds)
+        self.train_set = GraphDataset(self.ds, self.train_idx, basis, self.dtype, cfg.data.cache)
+        if resume is None and cfg.model["fit_reference"]:
+            n = min(len(self.train_set), FIT_REFERENCE_MAX)
+            self.model.fit_reference(self.train_set[k] for k in range(n))
+        self.model.to(env.device)
+        self.loss_fn = CombinedLoss(basis, cfg.loss).to(env.device)
+        self.ddp = D.wrap_model(self.model, env)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+        self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay is not None else None
+        self.sampler = torch.utils.data.DistributedSampler(
+            self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed,
+            drop_last=False,
+        )
+        self.step, self.epoch, self.batch_in_epoch, self.elapsed, self.samples = 0, 0, 0, 0.0, 0
+        self.best = {"metric": cfg.eval.metric, "value": None, "step": None}
+        self.last_eval_step = None
+        if resume is not None:
+            self._restore(resume)
+        elif env.is_main and (run_dir / METRICS_FILE).exists():
+            _rewrite_metrics(run_dir, -1)  # a previous attempt that never checkpointed
+
+    # -- state -------------------------------------------------------------------------
+
+    def _restore(self, payload: dict) -> None:
+        ck, ts = payload["checkpoint"], payload["checkpoint"]["train_state"]
+        try:
+            self.model.load_state_dict(ts["model"], strict=True)
+            self.optimizer.load_state_dict(ts["optimizer"])
+            if self.ema is not None:
+                self.ema.load_state_dict(ts["ema"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"{self.run_dir / ckpt.LAST} does not fit this model: {exc}") from exc
+        torch.set_rng_state(ts["rng"])
+        self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        self.elapsed, self.samples = ck["elapsed_s"], ck["samples"]
+        self.best = dict(ck["best"])
+        self.last_eval_step = ck.get("last_eval_step")
+        if self.env.is_main:
+            _rewrite_metrics(self.run_dir, self.step)
+        log.info("resuming %s from step %d (epoch %d, %.1f min trained)", self.run_dir, self.step,
+                 self.epoch, self.elapsed / 60)
+
+    def _info(self, metrics: Optional[dict] = None) -> dict:
+        meta = self.ds.metadata
+        return {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "elapsed_s": self.elapsed, "samples": self.samples, "best": dict(self.best),
+            "last_eval_step": self.last_eval_step, "metrics": dict(metrics or {}),
+            "config": self.cfg.to_dict(), "world_size": self.env.world_size,
+            "dataset": {"path": str(self.ds.path.resolve()), "recipe": meta.get(DK.META_RECIPE),
+                        "xc": meta.get(DK.META_XC), "basis": meta.get(DK.META_BASIS),
+                        "count": len(self.ds), "split": self.split_name,
+                        "parts": {p: list(v) for p, v in self.parts.items()}},
+        }
+
+    def _save_last(self, metrics: Optional[dict] = None) -> None:
+        if not self.env.is_main:
+            return
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "rng": torch.get_rng_state()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        ckpt.save_checkpoint(self.run_dir / ckpt.LAST, self.model, weights=averaged_state(self.model, self.ema),
+                             kind="last", info=self._info(metrics), train_state=state)
+
+    def _eval_model(self):
+        """A copy of the model with the weights to evaluate (EMA average when kept)."""
+        m = copy.deepcopy(self.model)
+        m.load_state_dict(averaged_state(self.model, self.ema), strict=True)
+        return m.eval()
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def _progress(self) -> float:
+        lim = self.cfg.limits
+        p = 0.0
+        if lim.max_steps:
+            p = max(p, self.step / lim.max_steps)
+        if lim.max_minutes:
+            p = max(p, self.elapsed / (60 * lim.max_minutes))
+        return p
+
+    def _limit_reached(self) -> bool:
+        lim = self.cfg.limits
+        return (lim.max_steps is not None and self.step >= lim.max_steps) or (
+            lim.max_minutes is not None and self.elapsed >= 60 * lim.max_minutes)
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _validate(self, window: dict) -> None:
+        """Rank 0: metrics on the val part, a metrics.csv row, best.pt and last.pt."""
+        self.last_eval_step = self.step
+        metrics, n = {}, 0
+        if self.env.is_main:
+            if self.val_idx:
+                metrics, n = evaluate_model(self._eval_model(), self.ds, self.val_idx, self.cfg.eval.batch_size)
+            key = self.cfg.eval.metric
+            value = metrics.get(key)
+            better = value is not None and (
+                self.best["value"] is None
+                or (value > self.best["value"] if key in HIGHER_IS_BETTER else value < self.best["value"]))
+            if better or not self.val_idx:
+                self.best = {"metric": key, "value": value, "step": self.step}
+                ckpt.save_checkpoint(self.run_dir / ckpt.BEST, self.model,
+                                     weights=averaged_state(self.model, self.ema), kind="best",
+                                     info=self._info(metrics))
+            nw = max(window["n"], 1)
+            row = {"step": self.step, "epoch": self.epoch, "elapsed_s": f"{self.elapsed:.2f}",
+                   "lr": f"{window['lr']:.6g}", "train_loss": f"{window['loss'] / nw:.6g}",
+                   "train_loss_h": f"{window['loss_h'] / nw:.6g}", "train_loss_t": f"{window['loss_t'] / nw:.6g}",
+                   "structures_per_s": f"{window['structures'] / max(window['seconds'], 1e-9):.3f}"}
+            row.update({f"val_{k}_{METRIC_UNITS[k]}": f"{v:.6g}" for k, v in metrics.items()})
+            _append_metrics(self.run_dir, row)
+            self._save_last(metrics)
+            if metrics:
+                log.info("step %d: val (%d mol) H_mae %.1f uHa, eps_occ_mae %.1f uHa, psi_cos %.2f %%%s",
+                         self.step, n, metrics["H_mae"], metrics["eps_occ_mae"], metrics["psi_cos"],
+                         " (best)" if better else "")
+        self.best = D.broadcast_object(self.best, self.env)
+        D.barrier(self.env)
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _train_step(self, batch: dict) -> dict:
+        batch = to_device(batch, self.env.device)
+        lr = learning_rate(self.step, self._progress(), self.cfg.optim.lr, self.cfg.schedule)
+        set_learning_rate(self.optimizer, lr)
+        out = self.ddp(batch)
+        losses = self.loss_fn(out, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses[K.LOSS].backward()
+        if self.cfg.optim.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad_norm)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return {"lr": lr, **{k: float(v.detach()) for k, v in losses.items()}}
+
+    def _loader(self):
+        self.sampler.set_epoch(self.epoch)
+        return torch.utils.data.DataLoader(self.train_set, batch_size=self.cfg.optim.batch_size,
+                                           sampler=self.sampler, collate_fn=collate, num_workers=0)
+
+    def train(self, evaluate_test: bool) -> RunResult:
+        cfg, env = self.cfg, self.env
+        log.info("hamnet %s: %s, split %r (%d train, %d val), %s/%s, %d parameters, tracegrad=%s, %s, "
+                 "%d process(es) on %s", hamnet.__version__, self.ds.path, self.split_name, len(self.train_idx),
+                 len(self.val_idx), self.model.xc, self.model.basis.basis, self.model.num_parameters(),
+                 self.model.tracegrad, cfg.precision, env.world_size, env.device)
+        status = "finished"
+        window = {"n": 0, "loss": 0.0, "loss_h": 0.0, "loss_t": 0.0, "lr": 0.0, "structures": 0, "seconds": 0.0}
+        total = cfg.limits.max_steps
+        bar = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not self.progress,
+                   dynamic_ncols=True)
+        with _StopRequest() as stop:
+            done = self._limit_reached()
+            t_mark = time.perf_counter()
+            while not done:
+                loader = self._loader()
+                for b, batch in enumerate(loader):
+                    if b < self.batch_in_epoch:  # resumed mid-epoch: these batches were trained on
+                        continue
+                    t0 = time.perf_counter()
+                    r = self._train_step(batch)
+                    n_mol = int(batch[K.PTR].numel() - 1) * env.world_size
+                    self.step += 1
+                    self.batch_in_epoch = b + 1
+                    self.samples += n_mol
+                    now = time.perf_counter()
+                    self.elapsed += now - t_mark
+                    t_mark = now
+                    for k, src in (("loss", K.LOSS), ("loss_h", K.LOSS_H), ("loss_t", K.LOSS_T)):
+                        window[k] += r[src]
+                    window["n"] += 1
+                    window["lr"] = r["lr"]
+                    window["structures"] += n_mol
+                    window["seconds"] += now - t0
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{r[K.LOSS]:.3g}", lr=f"{r['lr']:.2g}", min=f"{self.elapsed / 60:.1f}")
+                    interrupted, limit = D.any_flag([stop.requested, self._limit_reached()], env)
+                    if self.step % cfg.eval.every_steps == 0 or (limit and not interrupted):
+                        self._validate(window)
+                        window = {k: 0 * v for k, v in window.items()}
+                        t_mark = time.perf_counter()  # validation time is not training time
+                    if interrupted:
+                        status = "interrupted"
+                    if interrupted or limit:
+                        done = True
+                        break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+            bar.close()
+            if status == "interrupted":
+                self._save_last()
+                log.info("interrupted at step %d; saved %s; rerun the same command to resume",
+                         self.step, self.run_dir / ckpt.LAST)
+            elif self.last_eval_step != self.step:  # limit already reached when (re)started
+                self._validate(window)
+        result = RunResult(self.run_dir, status, self.step, self.elapsed, dict(self.best), model=self.model)
+        if status == "finished":
+            log.info("training finished at step %d (%.1f min, %d structures seen)", self.step,
+                     self.elapsed / 60, self.samples)
+            if evaluate_test and env.is_main:
+                self._test(result)
+        D.barrier(env)
+        return result
+
+    def _test(self, result: RunResult) -> None:
+        test_idx = self.parts[self.cfg.split.test]
+        if not test_idx:
+            log.info("split %r has no %s part; no test evaluation", self.split_name, self.cfg.split.test)
+            return
+        best = self.run_dir / ckpt.BEST
+        model, info = ckpt.load_checkpoint_model(best, map_location=self.env.device)
+        metrics, n = evaluate_model(model, self.ds, test_idx, self.cfg.eval.batch_size, progress=self.progress)
+        title = (f"{self.split_name}/{self.cfg.split.test}: {best} (step {info.get('step')}) on {self.ds.path}")
+        log.info("%s", format_table(metrics, title=title, n=n))
+        write_report(self.run_dir / f"eval_{self.cfg.split.test}.json", metrics, n,
+                     {"checkpoint": str(best), "step": info.get("step"), "data": str(self.ds.path),
+                      "split": self.split_name, "part": self.cfg.split.test})
+        result.test, result.n_test = metrics, n

@@ -1,0 +1,213 @@
+"""`hamnet data make`: labels against fresh PySCF, resume after interruption, workers,
+failed SCFs, recipes, and bad input."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.linalg
+from pyscf import dft, gto
+
+from data_tools.label import SCFSettings
+from data_tools.make import make_dataset
+from data_tools.recipes import QH9_DYNAMIC, QH9_STABLE, RECIPES, RecipeError
+from hamnet.cli import main
+from hamnet.data import IncompleteDatasetError, keys as K, open_dataset
+from hamnet.data.store import FAIL_PREFIX, META_KEY, PLAN_PREFIX, REC_PREFIX, Store, slot_key
+
+N_WATER = 5
+
+
+@pytest.fixture(scope="module")
+def water(tmp_path_factory):
+    out = tmp_path_factory.mktemp("make") / "water"
+    report = make_dataset("md17-water", out, N_WATER, progress=False)
+    return out, report
+
+
+def _records(path):
+    with open_dataset(path) as ds:
+        return list(ds), ds.metadata
+
+
+def test_fock_equals_fresh_pyscf(water):
+    """Acceptance: stored F = fresh PySCF PBE/def2-SVP at the stored geometry, 1e-6 Ha."""
+    path, report = water
+    recs, meta = _records(path)
+    assert report.stored == N_WATER and report.failed == 0 and len(recs) == N_WATER
+    assert (meta[K.META_XC], meta[K.META_BASIS], meta[K.META_GRID_LEVEL]) == ("pbe", "def2-svp", 3)
+    for rec in recs[:3]:
+        mol = gto.M(atom=list(zip(rec[K.Z].tolist(), rec[K.POS].tolist())), unit="Angstrom",
+                    basis="def2-svp", verbose=0)
+        mf = dft.RKS(mol, xc="pbe")
+        mf.grids.level = 3
+        mf.conv_tol = 1e-11
+        mf.init_guess = "atom"  # a different start than the labeling run
+        mf.kernel()
+        assert mf.converged
+        assert np.abs(rec[K.F] - mf.get_fock()).max() < 1e-6
+        np.testing.assert_allclose(rec[K.S], mol.intor("int1e_ovlp"), atol=1e-14)
+        assert abs(rec[K.ENERGY] - mf.e_tot) < 1e-8
+        # invariants: F C = S C e reproduces mo_energy; occupied count; trace(D S) = N
+        e, c = scipy.linalg.eigh(rec[K.F], rec[K.S])
+        np.testing.assert_allclose(rec[K.MO_ENERGY], e, atol=1e-10)
+        occ = c[:, : rec[K.NOCC]]
+        assert rec[K.NOCC] == 5
+        assert abs(np.trace(2 * occ @ occ.T @ rec[K.S]) - 10) < 1e-10
+
+
+def test_geometries_are_md_frames(water):
+    recs, meta = _records(water[0])
+    pos = np.stack([r[K.POS] for r in recs])
+    assert [r[K.SOURCE_ID] for r in recs] == [f"md17-water/frame/{i:06d}" for i in range(N_WATER)]
+    oh = np.linalg.norm(pos[:, 1:] - pos[:, :1], axis=-1)
+    assert 0.85 < oh.min() and oh.max() < 1.15  # bonded, thermally distorted water
+    assert np.abs(np.diff(pos, axis=0)).max() > 0.01  # distinct frames
+    sp = meta[K.META_SPLITS]["qhnet"]
+    assert sorted(sp["train"] + sp["val"] + sp["test"]) == list(range(N_WATER))
+    assert (len(sp["train"]), len(sp["val"])) == (1, 1)
+
+
+def test_info(water, capsys):
+    assert main(["data", "info", str(water[0])]) == 0
+    out = capsys.readouterr().out
+    for text in ("md17-water", "pbe/def2-svp", "SchNOrb", "GFN2-xTB", f"records: {N_WATER}",
+                 "split qhnet: train 1, val 1, test 3", "pyscf 2."):
+        assert text in out
+
+
+def test_resume_after_lost_records(water, tmp_path):
+    """Records never written (an interruption) are labeled on rerun; none duplicated."""
+    import shutil
+
+    path = tmp_path / "w"
+    shutil.copytree(water[0], path)
+    before, _ = _records(path)
+    store = Store(path, write=True)
+    meta = json.loads(store.get(META_KEY))
+    meta[K.META_COMPLETE] = False
+    store.put_many([(META_KEY, json.dumps(meta).encode())],
+                   delete=[slot_key(REC_PREFIX, 1), slot_key(REC_PREFIX, 3)])
+    store.close()
+    with pytest.raises(IncompleteDatasetError):
+        open_dataset(path)
+    report = make_dataset("md17-water", path, N_WATER, progress=False)
+    assert report.labeled_now == 2 and report.stored == N_WATER
+    after, _ = _records(path)
+    assert [r[K.SOURCE_ID] for r in after] == [r[K.SOURCE_ID] for r in before]
+    for i in (0, 2, 4):  # untouched records are the same bytes
+        assert np.array_equal(after[i][K.F], before[i][K.F])
+    for i in (1, 3):  # relabeled ones agree with the first labeling
+        assert np.abs(after[i][K.F] - before[i][K.F]).max() < 1e-8
+
+
+def test_kill_9_then_resume(tmp_path):
+    path = tmp_path / "killed"
+    n = 8
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hamnet", "data", "make", "md17-water", "--out", str(path),
+         "--n", str(n), "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = path / "make.log"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if log.exists() and log.read_text().count("converged") >= 2:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = Store(path)
+    done = store.slots(REC_PREFIX)
+    store.close()
+    assert 2 <= len(done) < n
+    report = make_dataset("md17-water", path, n, progress=False)
+    assert report.labeled_now == n - len(done)
+    recs, _ = _records(path)
+    ids = [r[K.SOURCE_ID] for r in recs]
+    assert ids == [f"md17-water/frame/{i:06d}" for i in range(n)]
+    assert f"{len(done)} already done" in log.read_text()
+
+
+def test_workers_match_inline(water, tmp_path):
+    report = make_dataset("md17-water", tmp_path / "par", 3, workers=2, progress=False)
+    assert report.stored == 3
+    par, _ = _records(tmp_path / "par")
+    ref, _ = _records(water[0])
+    for a, b in zip(par, ref):  # same seed: same geometries, same labels
+        assert np.array_equal(a[K.POS], b[K.POS])
+        assert np.abs(a[K.F] - b[K.F]).max() < 1e-8
+
+
+def test_failed_scf_is_counted_not_stored(tmp_path):
+    recipe = dataclasses.replace(
+        RECIPES["md17-water"], settings=SCFSettings(xc="pbe", basis="def2-svp", max_cycle=2))
+    report = make_dataset(recipe, tmp_path / "fail", 2, progress=False)
+    assert (report.stored, report.failed) == (0, 2)
+    assert "not converged" in report.failures[0] and "2 failed SCF" in str(report)
+    with open_dataset(tmp_path / "fail") as ds:
+        assert len(ds) == 0 and ds.metadata[K.META_FAILED] == 2
+    store = Store(tmp_path / "fail")
+    assert len(store.slots(FAIL_PREFIX)) == 2 and store.slots(PLAN_PREFIX) == [0, 1]
+    store.close()
+    # a rerun does not retry them (they are results, just not data)
+    assert make_dataset(recipe, tmp_path / "fail", 2, progress=False).labeled_now == 0
+
+
+def test_qh9_dynamic_small(tmp_path):
+    recipe = dataclasses.replace(QH9_DYNAMIC, smiles=("O", "N"), frames_per_molecule=3)
+    report = make_dataset(recipe, tmp_path / "dyn", 5, progress=False)
+    recs, meta = _records(tmp_path / "dyn")
+    assert report.stored == 5 and meta[K.META_XC] == "b3lyp"
+    assert [r[K.SOURCE_ID] for r in recs] == [
+        "qm9like/00000/O/frame/000", "qm9like/00000/O/frame/001", "qm9like/00000/O/frame/002",
+        "qm9like/00001/N/frame/000", "qm9like/00001/N/frame/001"]
+    geo = meta[K.META_SPLITS]["geometry"]
+    assert sorted(sum(geo.values(), [])) == list(range(5))
+    mol = meta[K.META_SPLITS]["mol"]  # 2 molecules: int(0.8*2)=1 train, 0 val, 1 test
+    assert sorted(mol["train"] + mol["test"]) == list(range(5)) and mol["val"] == []
+    assert {len(mol["train"]), len(mol["test"])} == {2, 3}
+
+
+def test_qh9_stable_geometries_and_limits():
+    from data_tools.recipes import geometries
+
+    geoms = geometries(QH9_STABLE, 4)
+    assert len({g.source_id for g in geoms}) == 4
+    for g in geoms:
+        assert set(g.Z.tolist()) <= {1, 6, 7, 8, 9} and (g.Z > 1).sum() <= 9
+        d = np.linalg.norm(g.pos[:, None] - g.pos[None], axis=-1) + np.eye(len(g.Z)) * 9
+        assert d.min() > 0.9  # an MMFF-relaxed structure: no clashes
+    again = geometries(QH9_STABLE, 4)
+    assert all(np.array_equal(a.pos, b.pos) for a, b in zip(geoms, again))
+    with pytest.raises(RecipeError, match="at most"):
+        make_dataset("qh9-stable", "/nonexistent/never", QH9_STABLE.max_structures() + 1)
+
+
+def test_bad_input(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "foreign").mkdir()
+    cases = [
+        (["nope", "--out", str(tmp_path / "a"), "--n", "3"], "unknown recipe 'nope'"),
+        (["md17-water", "--out", str(tmp_path / "a"), "--n", "0"], "positive integer"),
+        (["md17-water", "--out", str(tmp_path / "a"), "--n", "-2"], "positive integer"),
+        (["md17-water", "--out", str(tmp_path / "a"), "--n", "2", "--workers", "0"], "--workers"),
+        (["md17-water", "--out", str(tmp_path / "file" / "a"), "--n", "2"], "not a directory"),
+        (["md17-water", "--out", str(tmp_path / "foreign"), "--n", "2"], "not a hamnet dataset"),
+    ]
+    for args, message in cases:
+        assert main(["data", "make", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "foreign"]
+    assert os.listdir(tmp_path / "foreign") == []
+
+
+def test_other_request_on_existing_out(water, capsys):
+    assert main(["data", "make", "md17-ethanol", "--out", str(water[0]), "--n", "5"]) == 2
+    assert "different request" in capsys.readouterr().err
