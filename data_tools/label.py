@@ -135,9 +135,8 @@ def label_task(args) -> LabelResult:
     except SCFFailed as exc:
         return LabelResult(task, error=str(exc), seconds=time.perf_counter() - t0)
     except Exception as exc:  # a PySCF error on one geometry must not kill the run
-        return LabelResult(
-            task, error=f"{source_id}: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0
-        )
+        error = f"{source_id}: {type(exc).__name__}: {exc}"
+        return LabelResult(task, error=error, seconds=time.perf_counter() - t0)
 
 
 def init_worker() -> None:

@@ -158,7 +158,8 @@ def _create(recipe: Recipe, n: int, path: Path, progress: bool, calculator) -> N
         store = Store(tmp, write=True, create=True)
         (tmp / "owner.pid").write_text(str(os.getpid()))
         store.write_meta(_plan_metadata(recipe, n))
-        with tqdm(total=n, desc=f"{recipe.name} geometries", unit="geom", disable=not progress) as bar:
+        desc = f"{recipe.name} geometries"
+        with tqdm(total=n, desc=desc, unit="geom", disable=not progress) as bar:
             geoms = geometries(recipe, n, progress=bar.update, calculator=calculator)
         store.put_many((slot_key(PLAN_PREFIX, i), _encode_plan(g)) for i, g in enumerate(geoms))
         store.close()
@@ -176,26 +177,26 @@ def _create(recipe: Recipe, n: int, path: Path, progress: bool, calculator) -> N
 
 
 def _results(tasks: list, workers: int) -> Iterator[LabelResult]:
-    if workers == 1:
-        for t in tasks:
-            yield label_task(t)
+    if workers == 1:  # in-process, also on one thread: parallelism comes from --workers
+        from pyscf import lib
+
+        saved_threads = lib.num_threads()
+        lib.num_threads(1)
+        try:
+            for t in tasks:
+                yield label_task(t)
+        finally:
+            lib.num_threads(saved_threads)
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+    )
     try:
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=init_worker,
-        )
-    finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS")
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
-    try:
-        futures = [pool.submit(label_task, t) for t in tasks]
+        with _one_thread_env():  # workers start at submit() and inherit the environment
+            futures = [pool.submit(label_task, t) for t in tasks]
         for fut in as_completed(futures):
             yield fut.result()
     except BaseException:  # Ctrl-C, a dead worker, or the consumer stopped: stop now
@@ -205,6 +206,19 @@ def _results(tasks: list, workers: int) -> Iterator[LabelResult]:
             proc.terminate()
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _one_thread_env():
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
 
 
 @contextlib.contextmanager

@@ -80,7 +80,8 @@ class Recipe:
         if self.kind == "md17":
             out["smiles"] = list(self.molecules())
         else:
-            out["molecules"] = "enumerated QM9-like list" if self.smiles is None else list(self.smiles)
+            mols = "enumerated QM9-like list" if self.smiles is None else list(self.smiles)
+            out["molecules"] = mols
             out["n_molecules_available"] = len(self.molecules())
         if self.kind == "qh9-dynamic":
             out["frames_per_molecule"] = self.frames_per_molecule

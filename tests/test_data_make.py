@@ -107,32 +107,55 @@ def test_resume_after_lost_records(water, tmp_path):
         assert np.abs(after[i][K.F] - before[i][K.F]).max() < 1e-8
 
 
-def test_kill_9_then_resume(tmp_path):
-    path = tmp_path / "killed"
-    n = 8
+def _start_make(path, n):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "hamnet", "data", "make", "md17-water", "--out", str(path),
-         "--n", str(n), "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    log = path / "make.log"
+         "--n", str(n), "--quiet"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _wait_for_records(proc, log, count):
     deadline = time.time() + 120
     while time.time() < deadline:
-        if log.exists() and log.read_text().count("converged") >= 2:
-            break
+        if log.exists() and log.read_text().count("converged") >= count:
+            return
         assert proc.poll() is None, proc.stderr.read().decode()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    raise AssertionError("make produced no records in 120 s")
+
+
+def _stored(path):
     store = Store(path)
-    done = store.slots(REC_PREFIX)
-    store.close()
-    assert 2 <= len(done) < n
+    try:
+        return store.slots(REC_PREFIX)
+    finally:
+        store.close()
+
+
+def test_ctrl_c_and_kill_9_then_resume(tmp_path):
+    path, n = tmp_path / "interrupted", 8
+    log = path / "make.log"
+    proc = _start_make(path, n)
+    _wait_for_records(proc, log, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    assert proc.wait(60) == 130
+    assert "rerun the same command" in proc.stderr.read().decode()
+    first = _stored(path)
+    assert 2 <= len(first) < n
+    proc = _start_make(path, n)  # resumes, then dies without any cleanup
+    _wait_for_records(proc, log, len(first) + 2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(60)
+    second = _stored(path)
+    assert set(first) < set(second) and len(second) < n
     report = make_dataset("md17-water", path, n, progress=False)
-    assert report.labeled_now == n - len(done)
+    assert report.labeled_now == n - len(second)
     recs, _ = _records(path)
-    ids = [r[K.SOURCE_ID] for r in recs]
-    assert ids == [f"md17-water/frame/{i:06d}" for i in range(n)]
-    assert f"{len(done)} already done" in log.read_text()
+    assert [r[K.SOURCE_ID] for r in recs] == [f"md17-water/frame/{i:06d}" for i in range(n)]
+    text = log.read_text()
+    assert f"{len(first)} already done" in text and f"{len(second)} already done" in text
+    assert text.count("converged") >= n
 
 
 def test_workers_match_inline(water, tmp_path):

@@ -129,7 +129,8 @@ def test_qh9_processed_lmdb(tmp_path, calcs):
             for rec, (z, p, f, _, _) in zip(ds, calcs["ammonia"]):
                 np.testing.assert_allclose(rec[K.POS], p, atol=1e-12, rtol=0)
                 np.testing.assert_allclose(rec[K.F], f, atol=1e-12, rtol=0)
-            assert set(ds.splits) == ({"random", "size_ood"} if kind == "stable" else {"geometry", "mol"})
+            names = {"random", "size_ood"} if kind == "stable" else {"geometry", "mol"}
+            assert set(ds.splits) == names
 
 
 def _schnorb_basisdef(elements):
@@ -154,7 +155,8 @@ def test_schnorb_ase_db(tmp_path, calcs):
             "energy": np.array([e - mean]), "forces": np.zeros((3, 3))})
     db.metadata = {"basisdef": _schnorb_basisdef([1, 8]), "mean_energy": mean}
     assert detect_format(tmp_path / "schnorb_hamiltonian_water.db") == "schnorb"
-    path = import_dataset(tmp_path / "schnorb_hamiltonian_water.db", tmp_path / "out", progress=False)
+    src = tmp_path / "schnorb_hamiltonian_water.db"
+    path = import_dataset(src, tmp_path / "out", progress=False)
     with open_dataset(path) as ds:
         for rec, (z, p, f, s, e) in zip(ds, calcs["water"]):
             np.testing.assert_allclose(rec[K.F], f, atol=1e-12, rtol=0)
@@ -169,7 +171,7 @@ def test_schnorb_ase_db(tmp_path, calcs):
     bad[8][3][4], bad[8][4][4] = bad[8][4][4], bad[8][3][4]
     db.metadata = {"basisdef": bad}
     with pytest.raises(ReaderError, match="basisdef of element Z=8"):
-        import_dataset(tmp_path / "schnorb_hamiltonian_water.db", tmp_path / "bad", progress=False)
+        import_dataset(src, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
     assert orca_m_order(1) == [0, 1, -1]
 
@@ -180,9 +182,10 @@ def test_unknown_schemas(tmp_path, calcs, capsys):
     con.execute("CREATE TABLE data (a INTEGER, b BLOB)")
     con.commit()
     con.close()
+    from ase import Atoms
     from ase.db import connect
 
-    connect(str(tmp_path / "ase.db")).write(__import__("ase").Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]))
+    connect(str(tmp_path / "ase.db")).write(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]))
     for name, msg in [("notes.txt", "unknown format"), ("other.db", "unknown schema"),
                       ("ase.db", "no 'hamiltonian'"), ("missing.db", "does not exist")]:
         with pytest.raises(ReaderError, match=msg):
@@ -192,8 +195,8 @@ def test_unknown_schemas(tmp_path, calcs, capsys):
     # a QH9 file whose Ham does not fit def2-SVP is refused, nothing written
     con = sqlite3.connect(tmp_path / "QH9Stable.db")
     con.execute("CREATE TABLE data (id INTEGER PRIMARY KEY, N INTEGER, Z BLOB, pos BLOB, Ham BLOB)")
-    con.execute("INSERT INTO data VALUES (?,?,?,?,?)",
-                (0, 3, _blob([8, 1, 1], "<i4"), _blob(np.zeros((3, 3)), "<f8"), _blob(np.eye(20), "<f8")))
+    row = (0, 3, _blob([8, 1, 1], "<i4"), _blob(np.zeros((3, 3)), "<f8"), _blob(np.eye(20), "<f8"))
+    con.execute("INSERT INTO data VALUES (?,?,?,?,?)", row)
     con.commit()
     con.close()
     with pytest.raises(ReaderError, match="24 AOs"):

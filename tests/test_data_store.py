@@ -94,8 +94,9 @@ def test_bad_record_leaves_nothing(tmp_path, records, change, message):
 def test_bad_metadata(tmp_path, records):
     with pytest.raises(DatasetError, match="outside"):
         write_dataset(tmp_path / "a", records, {**META, K.META_SPLITS: {"r": {"train": [6]}}})
+    overlap = {"r": {"train": [0], "test": [0]}}
     with pytest.raises(DatasetError, match="overlaps"):
-        write_dataset(tmp_path / "b", records, {**META, K.META_SPLITS: {"r": {"train": [0], "test": [0]}}})
+        write_dataset(tmp_path / "b", records, {**META, K.META_SPLITS: overlap})
     with pytest.raises(DatasetError, match="xc"):
         write_dataset(tmp_path / "c", records, {K.META_RECIPE: "t", K.META_BASIS: "x"})
     assert _siblings(tmp_path / "a") == []

@@ -33,7 +33,7 @@ def detect_format(path) -> str:
     if path.is_dir() or path.name == "data.mdb":
         lmdb_dir = path if path.is_dir() else path.parent
         if not (lmdb_dir / "data.mdb").is_file():
-            raise ReaderError(f"{path} is a directory without data.mdb: not an LMDB of a known schema")
+            raise ReaderError(f"{path} is a directory without data.mdb: not a known LMDB")
         from hamnet.data.store import META_KEY, Store
 
         store = Store(lmdb_dir)

@@ -15,6 +15,7 @@ nonlinearity (SiLU on even scalars, tanh on odd scalars, sigmoid gates on ``l > 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from e3nn import o3
@@ -36,7 +37,9 @@ def feature_irreps(target: o3.Irreps, mul: int) -> o3.Irreps:
     return o3.Irreps([(mul, ir) for ir in types]).sort().irreps.simplify()
 
 
-def tp_instructions(irreps1: o3.Irreps, irreps2: o3.Irreps, allowed: o3.Irreps, mode: str):
+def tp_instructions(
+    irreps1: o3.Irreps, irreps2: o3.Irreps, allowed: o3.Irreps, mode: str, max_l_sum: Optional[int] = None
+):
     """Paths ``ir1 x ir2 -> ir3`` with ``ir3`` an irrep type of ``allowed``.
 
     Parameters
@@ -45,6 +48,10 @@ def tp_instructions(irreps1: o3.Irreps, irreps2: o3.Irreps, allowed: o3.Irreps, 
         ``uvu``: ``irreps2`` has multiplicity 1 (spherical harmonics), output keeps the
         channels of ``irreps1``. ``uuu``: channel ``u`` of both inputs gives channel ``u``
         (needs equal multiplicities).
+    max_l_sum : int, optional
+        Keep only paths with ``l1 + l2 <= max_l_sum``: every output ``L`` up to that is
+        still reached, while the costliest paths (cost ~ (2 l1 + 1)(2 l2 + 1)(2 l3 + 1))
+        are dropped.
 
     Returns
     -------
@@ -61,6 +68,8 @@ def tp_instructions(irreps1: o3.Irreps, irreps2: o3.Irreps, allowed: o3.Irreps, 
                 raise ValueError(f"'uuu' paths need equal multiplicities, got {mul1} and {mul2}")
             if mode == "uvu" and mul2 != 1:
                 raise ValueError(f"'uvu' paths here need multiplicity 1 on the right, got {mul2}")
+            if max_l_sum is not None and ir1.l + ir2.l > max_l_sum:
+                continue
             for ir3 in ir1 * ir2:
                 if ir3 in allowed_types:
                     instr.append((i, j, len(out), mode, True))
@@ -134,7 +143,9 @@ class Interaction(nn.Module):
             self.irreps_in, self.irreps_sh, mid, instr, shared_weights=False, internal_weights=False
         )
         self.radial = RadialMLP(n_radial, radial_hidden, self.tp.weight_numel)
-        self.linear_out = o3.Linear(mid, self.gate.irreps_in)
+        # simplify() merges consecutive equal irreps without moving data (e3nn's layout is
+        # channel-major per irrep), so the linear map runs a few large matmuls, not one per path.
+        self.linear_out = o3.Linear(mid.simplify(), self.gate.irreps_in)
         self.self_connection = o3.FullyConnectedTensorProduct(
             self.irreps_in, o3.Irreps(f"{n_elements}x0e"), self.gate.irreps_in
         )

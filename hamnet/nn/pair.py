@@ -48,7 +48,8 @@ class PairBlock(nn.Module):
         target = self.gate.irreps_in
         self.linear_a = o3.Linear(self.irreps_node, self.irreps_node)
         self.linear_b = o3.Linear(self.irreps_node, self.irreps_node)
-        mid_n, instr_n = tp_instructions(self.irreps_node, self.irreps_node, target, "uuu")
+        # l1 + l2 <= L_max still reaches every output L; it keeps the pair product affordable.
+        mid_n, instr_n = tp_instructions(self.irreps_node, self.irreps_node, target, "uuu", max_l_sum=target.lmax)
         mid_e, instr_e = tp_instructions(self.irreps_node, self.irreps_sh, target, "uvu")
         self.tp_nodes = o3.TensorProduct(
             self.irreps_node, self.irreps_node, mid_n, instr_n, shared_weights=False, internal_weights=False
@@ -58,7 +59,7 @@ class PairBlock(nn.Module):
         )
         self.n_w_nodes = self.tp_nodes.weight_numel
         self.radial = RadialMLP(n_radial, radial_hidden, self.tp_nodes.weight_numel + self.tp_dir.weight_numel)
-        self.linear_out = o3.Linear(mid_n + mid_e, target)
+        self.linear_out = o3.Linear((mid_n + mid_e).simplify(), target)  # see Interaction
 
     def forward(self, h, pair_index, sh, rbf):
         """Pair features.

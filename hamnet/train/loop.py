@@ -43,7 +43,7 @@ from hamnet.data import keys as DK
 from hamnet.graph import collate, to_device
 from hamnet.loss import HamiltonianLoss
 from hamnet.metrics import METRIC_UNITS, format_table
-from hamnet.model import build_model
+from hamnet.model import build_model, model_from_payload, model_payload
 from hamnet.train import checkpoint as ckpt
 from hamnet.train import distributed as D
 from hamnet.train.config import ConfigError, TrainConfig, config_diff, load_config
@@ -298,6 +298,7 @@ class _Trainer:
         self.step, self.epoch, self.batch_in_epoch, self.elapsed, self.samples = 0, 0, 0, 0.0, 0
         self.best = {"metric": cfg.eval.metric, "value": None, "step": None}
         self.last_eval_step = None
+        self._evaluator = None
         if resume is not None:
             self._restore(resume)
         elif env.is_main and (run_dir / METRICS_FILE).exists():
@@ -348,10 +349,15 @@ class _Trainer:
                              kind="last", info=self._info(metrics), train_state=state)
 
     def _eval_model(self):
-        """A copy of the model with the weights to evaluate (EMA average when kept)."""
-        m = copy.deepcopy(self.model)
-        m.load_state_dict(averaged_state(self.model, self.ema), strict=True)
-        return m.eval()
+        """A second model with the weights to evaluate (EMA average when kept).
+
+        Built from the model file payload, not ``copy.deepcopy``: deep copies of e3nn's
+        compiled tensor products gain extra state-dict entries.
+        """
+        if self._evaluator is None:
+            self._evaluator = model_from_payload(model_payload(self.model)).to(self.env.device)
+        self._evaluator.load_state_dict(averaged_state(self.model, self.ema), strict=True)
+        return self._evaluator.eval()
 
     # -- limits ----------------------------------------------------------------------------
 
