@@ -134,7 +134,8 @@ def main(argv=None) -> int:
             r = rows[-1]
             print(
                 f"tracegrad={str(r['tracegrad']):5} batch={bs:2d} params={r['parameters']:,} "
-                f"forward={r['forward_ms_per_mol']:.1f} ms/mol forward+backward={r['forward_backward_ms_per_mol']:.1f} ms/mol "
+                f"forward={r['forward_ms_per_mol']:.1f} ms/mol "
+                f"forward+backward={r['forward_backward_ms_per_mol']:.1f} ms/mol "
                 f"peak_rss={r['peak_rss_mib']:.0f} MiB (+{r['rss_growth_mib']:.0f})"
                 + (f" peak_cuda={r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else ""),
                 flush=True,

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "guess": ("hamnet.commands.guess", "SCF cycles/time from the prediction vs minao"),
     "train": ("hamnet.commands.train", "train (or resume) a model from a YAML config; no config: the default water job"),
     "eval": ("hamnet.commands.eval", "QH9 metrics of a trained model or of a prediction file on a dataset store"),
+    "predict": ("hamnet.commands.predict", "predicted Fock matrices (Hartree, PySCF AO order) of geometry files"),
 }
 
 

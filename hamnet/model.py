@@ -62,7 +62,7 @@ from torch import nn
 
 import hamnet
 from hamnet import keys as K
-from hamnet.basis import OrbitalBasis
+from hamnet.basis import BasisError, OrbitalBasis
 from hamnet.graph import collate, cutoff_edges, geometry_of, molecule_graph, to_device
 from hamnet.nn.config import ConfigError, ModelConfig
 from hamnet.nn.embedding import ElementEmbedding
@@ -403,9 +403,12 @@ def model_from_payload(payload, source: str = "payload") -> HamiltonianModel:
     dtype = getattr(torch, str(payload["dtype"]), None)
     if not isinstance(dtype, torch.dtype):
         raise ModelFileError(f"{source} has an unknown dtype {payload['dtype']!r}")
-    model = build_model(
-        payload["basis"], payload["elements"], xc=payload.get("xc"), dtype=dtype, **payload["config"]
-    )
+    try:
+        model = build_model(
+            payload["basis"], payload["elements"], xc=payload.get("xc"), dtype=dtype, **payload["config"]
+        )
+    except (ConfigError, BasisError) as exc:
+        raise ModelFileError(f"{source}: cannot rebuild the stored model: {exc}") from exc
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
@@ -454,6 +457,8 @@ def load_model(path: Union[str, os.PathLike], map_location="cpu") -> Hamiltonian
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError variants
-        raise ModelFileError(f"{path} is not a readable hamnet model file (truncated or not a torch file?): {exc}") from exc
+        raise ModelFileError(
+            f"{path} is not a readable hamnet model file (truncated or not a torch file?): {exc}"
+        ) from exc
     model = model_from_payload(payload, source=str(path))
     return model.to(map_location) if map_location is not None else model

@@ -12,7 +12,7 @@ from hamnet import keys as K
 from hamnet.basis import BasisError, OrbitalBasis
 from hamnet.graph import GraphError, collate, molecule_graph
 from hamnet.loss import HamiltonianLoss
-from hamnet.model import ConfigError, ModelFileError, build_model, load_model, save_model
+from hamnet.model import ConfigError, ModelFileError, build_model, load_model, model_payload, save_model
 from hamnet.testing import ao_permutation, assert_equivariant, random_rotation
 
 ELEMENTS = ["H", "C", "N", "O", "F"]
@@ -39,7 +39,10 @@ WATER_POS = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)
-    return {tg: build_model("def2-svp", ELEMENTS, tracegrad=tg, dtype=torch.float64, xc="b3lyp", **SMALL) for tg in (True, False)}
+    return {
+        tg: build_model("def2-svp", ELEMENTS, tracegrad=tg, dtype=torch.float64, xc="b3lyp", **SMALL)
+        for tg in (True, False)
+    }
 
 
 @pytest.fixture(params=[True, False], ids=["tracegrad", "plain"])
@@ -98,7 +101,7 @@ def test_batch_equals_single(model):
         (HCNOF_Z, HCNOF_POS),
         (WATER_Z, WATER_POS),
         ([9], [[0.0, 0.0, 0.0]]),
-        ([6, 1, 1, 1, 1], np.array([[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63], [0.63, -0.63, -0.62]])),
+        ([6, 1, 1, 1, 1], [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63], [0.63, -0.63, -0.62]]),
     ]
     batched = model.predict_batch(mols)
     for (Z, pos), F in zip(mols, batched):
@@ -206,6 +209,13 @@ def test_save_load_round_trip_and_bad_files(model, tmp_path):
         load_model(tmp_path / "text.pt")
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.pt")
+    payload = model_payload(model)
+    torch.save({**payload, "format_version": 99}, tmp_path / "future.pt")
+    with pytest.raises(ModelFileError, match="format version 99"):
+        load_model(tmp_path / "future.pt")
+    torch.save({**payload, "config": {**payload["config"], "future_knob": 1}}, tmp_path / "knob.pt")
+    with pytest.raises(ModelFileError, match="cannot rebuild.*future_knob"):
+        load_model(tmp_path / "knob.pt")
 
 
 def test_hyperparameters_are_validated():
@@ -247,3 +257,12 @@ def test_ao_permutation_matches_pyscf_order():
     p = ao_permutation(basis, WATER_Z, perm)
     S, S_p = mol.intor("int1e_ovlp"), mol_p.intor("int1e_ovlp")
     assert np.abs(S_p - S[np.ix_(p, p)]).max() < 1e-14
+
+
+def test_package_exports_build_and_load_lazily():
+    import hamnet
+
+    assert hamnet.build_model is build_model and hamnet.load_model is load_model
+    assert hamnet.save_model is save_model
+    with pytest.raises(AttributeError):
+        hamnet.no_such_thing

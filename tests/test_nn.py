@@ -76,6 +76,7 @@ def _edges(rng, n):
 @pytest.mark.parametrize("R", ROTATIONS)
 def test_interaction_is_equivariant(R):
     rng = np.random.default_rng(0)
+    torch.manual_seed(0)
     with float64():
         irreps_sh = o3.Irreps.spherical_harmonics(2)
         layer = Interaction(IRREPS, irreps_sh, IRREPS, 3, 6, 16, 3.0)
@@ -103,6 +104,7 @@ def test_interaction_is_equivariant(R):
 @pytest.mark.parametrize("R", ROTATIONS[:2])
 def test_pair_block_is_equivariant(R):
     rng = np.random.default_rng(1)
+    torch.manual_seed(1)
     with float64():
         irreps_sh = o3.Irreps.spherical_harmonics(2)
         block = PairBlock(IRREPS, irreps_sh, IRREPS, 5, 16)
@@ -124,6 +126,7 @@ def test_pair_block_is_equivariant(R):
 
 @pytest.fixture(scope="module")
 def tracegrad():
+    torch.manual_seed(0)
     with float64():
         return TraceGrad(IRREPS, n_traces=7, channels=3, hidden=16, depth=3, dim_z=8, alpha=1.0, eps=1e-12)
 
@@ -154,8 +157,10 @@ def test_tracegrad_update_is_the_normalized_gradient_of_z(tracegrad):
                 grad[a, c] = (tracegrad.encoder(f + e).sum() - tracegrad.encoder(f - e).sum()) / (2 * h)
     for sl, (mul, ir) in zip(IRREPS.slices(), IRREPS):
         g = grad[:, sl].reshape(2, mul, ir.dim)
-        expected = g / g.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
-        assert (step[:, sl].reshape(2, mul, ir.dim) - expected).abs().max() < 1e-6
+        rms = g.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()  # [2, 1, 1]
+        # finite differences are good to ~1e-9 absolute; normalizing divides that by rms
+        tol = 1e-7 * (1 + 1 / rms)
+        assert ((step[:, sl].reshape(2, mul, ir.dim) - g / rms).abs() < tol).all()
 
 
 def test_tracegrad_autograd_modes(tracegrad):

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on this dataset store instead of the config's data section")
     parser.add_argument("--max-minutes", type=float, default=None, help="override limits.max_minutes")
     parser.add_argument("--max-steps", type=int, default=None, help="override limits.max_steps")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one config value, e.g. --set model.tracegrad=false (repeatable; "
+                        "VALUE is read as YAML)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -36,7 +39,27 @@ def build_config(args: argparse.Namespace):
         d["data"] = {**d["data"], "path": args.data, "recipe": None, "n": None}
     if args.max_minutes is not None or args.max_steps is not None:
         d["limits"] = {"max_minutes": args.max_minutes, "max_steps": args.max_steps}
+    for item in getattr(args, "overrides", []):
+        apply_override(d, item)
     return load_config(d)
+
+
+def apply_override(d: dict, item: str) -> None:
+    """Set ``section.key=value`` (value parsed as YAML) in a config dict, in place."""
+    import yaml
+
+    from hamnet.train.config import ConfigError
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. model.tracegrad=false), got {item!r}")
+    *path, last = key.strip().split(".")
+    node = d
+    for part in path:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a config section")
+        node = node[part]
+    node[last] = yaml.safe_load(value)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 __all__ = ["ModelConfig", "ConfigError"]
@@ -46,7 +46,9 @@ class ModelConfig:
                     raise ConfigError(f"model hyperparameter 'tracegrad' must be true or false, got {v!r}")
             elif f.name == "pair_cutoff":
                 if v is not None and (not _is_number(v) or v <= 0):
-                    raise ConfigError(f"model hyperparameter 'pair_cutoff' must be a positive number (Angstrom) or null, got {v!r}")
+                    raise ConfigError(
+                        f"model hyperparameter 'pair_cutoff' must be a positive number (Angstrom) or null, got {v!r}"
+                    )
             elif f.type in ("int", int):
                 if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                     raise ConfigError(f"model hyperparameter {f.name!r} must be an integer >= 1, got {v!r}")

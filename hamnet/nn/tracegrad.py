@@ -73,8 +73,9 @@ class ShellPairTraces(nn.Module):
     def forward(self, blocks: torch.Tensor) -> torch.Tensor:
         """``(..., n_pad, n_pad)`` blocks (Hartree) -> ``(..., n_sp)`` RMS entries (Hartree)."""
         sq = blocks.pow(2).flatten(-2)  # [..., n_pad^2]
-        T = sq @ self.assign.to(sq.dtype)  # [..., n_sp] tr(H_s H_s^T), Hartree^2
-        return torch.sqrt((T / self.size.to(sq.dtype)).clamp_min(1e-300))
+        like = dict(dtype=sq.dtype, device=sq.device)
+        T = sq @ self.assign.to(**like)  # [..., n_sp] tr(H_s H_s^T), Hartree^2
+        return torch.sqrt((T / self.size.to(**like)).clamp_min(1e-300))
 
     def mask(self, block_mask: torch.Tensor) -> torch.Tensor:
         """``(..., n_pad, n_pad)`` bool entry mask -> ``(..., n_sp)`` bool: shell pair exists."""

@@ -21,7 +21,7 @@ import datetime
 import os
 import socket
 from dataclasses import dataclass
-from typing import Optional
+
 
 import torch
 import torch.distributed as dist

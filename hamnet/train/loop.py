@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import csv
 import logging
-import math
 import os
 import signal
 import time
