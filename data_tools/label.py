@@ -34,6 +34,10 @@ class SCFSettings:
         ``mf.grids.level`` (PySCF's default is 3).
     conv_tol : float
         ``mf.conv_tol``, Hartree (energy change between cycles).
+    conv_tol_grad : float
+        ``mf.conv_tol_grad`` (norm of the orbital gradient). 1e-7 keeps the stored
+        ``F`` within ~1e-7 Ha of the fully converged one; PySCF's default
+        ``sqrt(conv_tol)`` leaves ~1e-6.
     max_cycle : int
         SCF cycles before a structure counts as failed.
     """
@@ -42,6 +46,7 @@ class SCFSettings:
     basis: str
     grid_level: int = 3
     conv_tol: float = 1e-10
+    conv_tol_grad: float = 1e-7
     max_cycle: int = 100
 
 
@@ -85,6 +90,7 @@ def run_scf(Z, pos, settings: SCFSettings, source_id: str, with_overlap: bool = 
     mf.xc = settings.xc
     mf.grids.level = settings.grid_level
     mf.conv_tol = settings.conv_tol
+    mf.conv_tol_grad = settings.conv_tol_grad
     mf.max_cycle = settings.max_cycle
     t0 = time.perf_counter()
     mf.kernel()

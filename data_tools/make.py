@@ -128,6 +128,7 @@ def _plan_metadata(recipe: Recipe, n: int) -> dict:
             K.META_BASIS: s.basis,
             K.META_GRID_LEVEL: s.grid_level,
             K.META_CONV_TOL: s.conv_tol,
+            K.META_CONV_TOL_GRAD: s.conv_tol_grad,
             K.META_PROVENANCE: recipe.provenance,
             K.META_DEVIATIONS: recipe.deviations,
             K.META_SOURCE: _request(recipe, n),
@@ -155,7 +156,10 @@ def _create(recipe: Recipe, n: int, path: Path, progress: bool, calculator) -> N
     tmp = partial_path(path)
     store = None
     try:
-        store = Store(tmp, write=True, create=True)
+        try:
+            store = Store(tmp, write=True, create=True)
+        except DatasetError as exc:  # name the path the user gave, not the hidden one
+            raise DatasetError(str(exc).replace(str(tmp), str(path))) from exc
         (tmp / "owner.pid").write_text(str(os.getpid()))
         store.write_meta(_plan_metadata(recipe, n))
         desc = f"{recipe.name} geometries"

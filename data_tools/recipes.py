@@ -166,8 +166,8 @@ _MD17_DEVIATIONS = (
     "Geometries: one GFN2-xTB (tblite) Langevin trajectory at 500 K (0.5 fs steps, "
     "friction 0.01/fs, 500 equilibration steps, a frame every 20 steps = 10 fs) started "
     "from an RDKit ETKDG/MMFF94 structure, instead of DFT molecular dynamics. Labels: "
-    "PySCF RKS PBE/def2-SVP, grids.level 3, conv_tol 1e-10, no density fitting, "
-    "F = mf.get_fock() at the converged density, instead of ORCA's grid and its "
+    "PySCF RKS PBE/def2-SVP, grids.level 3, conv_tol 1e-10, conv_tol_grad 1e-7, no "
+    "density fitting, F = mf.get_fock() at the converged density, instead of ORCA's grid and its "
     "last-iteration Fock matrix. Energies are total energies (SchNOrb subtracts a mean). "
     "Split counts are scaled by n/{total} when n <= {trva}."
 )
@@ -215,7 +215,8 @@ QH9_STABLE = Recipe(
     deviations=(
         "Molecules: hamnet's enumerated QM9-like list (data_tools.molecules; H, C, N, O, F, "
         "<= 9 heavy atoms) instead of QM9. Geometries: RDKit ETKDGv3 + MMFF94, not "
-        "B3LYP/6-31G(2df,p) optima. conv_tol 1e-10 instead of PySCF's default 1e-9."
+        "B3LYP/6-31G(2df,p) optima. conv_tol 1e-10 and conv_tol_grad 1e-7 instead of "
+        "PySCF's defaults 1e-9 and sqrt(1e-9)."
         + _QH9_B3LYP_NOTE
     ),
     seed=9,
@@ -236,7 +237,8 @@ QH9_DYNAMIC = Recipe(
         "Dynamics on GFN2-xTB (tblite) forces, not B3LYP; 10 frames per molecule, one every "
         "10 steps of 50 a.u. (about 12 fs apart) instead of 100 consecutive steps. "
         "Molecules from hamnet's enumerated QM9-like list, started from RDKit "
-        "ETKDGv3/MMFF94 structures. Positions stored in Angstrom. conv_tol 1e-10."
+        "ETKDGv3/MMFF94 structures. Positions stored in Angstrom. conv_tol 1e-10, "
+        "conv_tol_grad 1e-7."
         + _QH9_B3LYP_NOTE
     ),
     md=MDSettings(

@@ -142,8 +142,8 @@ class HamiltonianModel(nn.Module):
                 n_traces=basis.n_slot_pairs, channels=c.tracegrad_channels, hidden=c.tracegrad_hidden,
                 depth=c.tracegrad_depth, dim_z=c.tracegrad_dim, alpha=c.tracegrad_alpha, eps=c.tracegrad_eps,
             )
-            self.tracegrad_node = TraceGrad(self.irreps_node, **tg)
-            self.tracegrad_pair = TraceGrad(self.irreps_pair, **tg)
+            self.tracegrad_node = TraceGrad(self.irreps_node, n_references=n_el, **tg)
+            self.tracegrad_pair = TraceGrad(self.irreps_pair, n_references=n_el * n_el, **tg)
         self.diag_head = BlockHead(self.irreps_node, basis, n_elements=n_el)
         self.offdiag_head = BlockHead(self.irreps_pair, basis)
         masks = torch.tensor(
@@ -207,8 +207,10 @@ class HamiltonianModel(nn.Module):
         out = {}
         f_node, f_pair = h, g
         if c.tracegrad:
-            f_node, t_node = self.tracegrad_node(h)  # [n_atoms, node], [n_atoms, n_sp]
-            f_pair, t_pair = self.tracegrad_pair(g)  # [n_kept, pair], [n_kept, n_sp]
+            n_el = self.embedding.n_elements
+            f_node, t_node = self.tracegrad_node(h, elem)  # [n_atoms, node], [n_atoms, n_sp]
+            pair_el = elem[pidx[0]] * n_el + elem[pidx[1]]  # element-pair id of each kept pair
+            f_pair, t_pair = self.tracegrad_pair(g, pair_el)  # [n_kept, pair], [n_kept, n_sp]
         diag = self.diag_head(f_node, elem)  # [n_atoms, n_pad, n_pad]
         off = self.offdiag_head(f_pair)  # [n_kept, n_pad, n_pad]
         if keep is not None:
@@ -289,26 +291,43 @@ class HamiltonianModel(nn.Module):
 
     @torch.no_grad()
     def fit_reference(self, graphs: Iterable[dict]) -> None:
-        """Set the per-element diagonal reference to the mean ``0e`` part of target blocks.
+        """Initialize the per-element references from target blocks (call before training).
 
-        The ``0e`` (rotation-invariant) components of a diagonal block hold e.g. the
-        core-orbital energies, tens of Hartree for fluorine; starting from their
-        per-element mean leaves the network to learn the environment-dependent rest.
-        Graphs need :data:`hamnet.keys.TARGET_DIAG`.
+        * Diagonal head: the mean ``0e`` part of each element's diagonal blocks. These
+          rotation-invariant components hold e.g. the core-orbital energies, tens of
+          Hartree for fluorine; starting from their mean leaves the network to learn the
+          environment-dependent rest.
+        * TraceGrad (if on): the mean trace label per element (diagonal blocks) and per
+          element pair (off-diagonal blocks), so the trace loss starts balanced with the
+          block loss instead of being dominated by the large core traces.
+
+        Graphs need :data:`hamnet.keys.TARGET_DIAG` and :data:`hamnet.keys.TARGET_OFFDIAG`.
         """
         head = self.diag_head
-        n_el = self.embedding.n_elements
-        sums = torch.zeros(n_el, len(head.scalar_index), dtype=torch.float64)
-        counts = torch.zeros(n_el, dtype=torch.float64)
+        n_el, n_sp = self.embedding.n_elements, self.basis.n_slot_pairs
+        f64 = dict(dtype=torch.float64)
+        sums, counts = torch.zeros(n_el, len(head.scalar_index), **f64), torch.zeros(n_el, **f64)
+        t_node, t_pair = torch.zeros(n_el, n_sp, **f64), torch.zeros(n_el * n_el, n_sp, **f64)
+        n_pair = torch.zeros(n_el * n_el, **f64)
+        traces = self.traces  # its buffers follow the input's device
         for g in graphs:
-            if K.TARGET_DIAG not in g:
+            if K.TARGET_DIAG not in g or K.TARGET_OFFDIAG not in g:
                 raise ValueError("fit_reference needs graphs with target blocks (molecule_graph(..., fock=...))")
             elem = self.embedding.index(g[K.Z].to(self.device)).cpu()
-            x = self.basis.padded_to_irreps(g[K.TARGET_DIAG].to(torch.float64).cpu())  # [n, dim]
+            diag = g[K.TARGET_DIAG].to(torch.float64).cpu()  # [n, n_pad, n_pad]
+            x = self.basis.padded_to_irreps(diag)  # [n, dim]
             sums.index_add_(0, elem, x[:, head.scalar_index.cpu()])
-            counts.index_add_(0, elem, torch.ones(len(elem), dtype=torch.float64))
-        mean = sums / counts.clamp_min(1.0)[:, None]
-        head.set_reference(mean.to(dtype=self.dtype, device=self.device))
+            counts.index_add_(0, elem, torch.ones(len(elem), **f64))
+            t_node.index_add_(0, elem, traces(diag))
+            i, j = g[K.PAIR_INDEX].cpu()
+            pair_el = elem[i] * n_el + elem[j]
+            t_pair.index_add_(0, pair_el, traces(g[K.TARGET_OFFDIAG].to(torch.float64).cpu()))
+            n_pair.index_add_(0, pair_el, torch.ones(len(pair_el), **f64))
+        like = dict(dtype=self.dtype, device=self.device)
+        head.set_reference((sums / counts.clamp_min(1.0)[:, None]).to(**like))
+        if self.tracegrad:
+            self.tracegrad_node.set_reference((t_node / counts.clamp_min(1.0)[:, None]).to(**like))
+            self.tracegrad_pair.set_reference((t_pair / n_pair.clamp_min(1.0)[:, None]).to(**like))
 
 
 # ---- construction ---------------------------------------------------------------------------

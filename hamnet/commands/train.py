@@ -21,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=None, help="run directory (default: the config's run_dir)")
     parser.add_argument("--data", default=None, metavar="STORE",
                         help="train on this dataset store instead of the config's data section")
-    parser.add_argument("--max-minutes", type=float, default=None, help="override limits.max_minutes")
-    parser.add_argument("--max-steps", type=int, default=None, help="override limits.max_steps")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="set limits.max_minutes (training stops at whichever limit comes first)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="set limits.max_steps (--set limits.max_minutes=null removes the other limit)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one config value, e.g. --set model.tracegrad=false (repeatable; "
                         "VALUE is read as YAML)")
@@ -37,8 +39,10 @@ def build_config(args: argparse.Namespace):
     d = cfg.to_dict()
     if args.data is not None:
         d["data"] = {**d["data"], "path": args.data, "recipe": None, "n": None}
-    if args.max_minutes is not None or args.max_steps is not None:
-        d["limits"] = {"max_minutes": args.max_minutes, "max_steps": args.max_steps}
+    if args.max_minutes is not None:
+        d["limits"]["max_minutes"] = args.max_minutes
+    if args.max_steps is not None:
+        d["limits"]["max_steps"] = args.max_steps
     for item in getattr(args, "overrides", []):
         apply_override(d, item)
     return load_config(d)

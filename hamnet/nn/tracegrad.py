@@ -19,7 +19,8 @@ equivariant features ``f``:
    equivariant projection to ``channels`` copies of each type);
 2. ``z = MLP(LayerNorm(invariants))``, a deep SiLU network (any nonlinearity is allowed
    on invariants);
-3. an invariant decoder predicts ``t`` from ``z`` (trained by the trace loss);
+3. an invariant decoder predicts ``t`` from ``z`` (trained by the trace loss), plus an
+   optional learned per-element (node) or per-element-pair (pair) reference;
 4. ``v = d(sum z)/df`` by autograd: an equivariant vector with the irreps of ``f``,
    because ``z`` is an invariant function of ``f``;
 5. ``f' = f + alpha_k v_k / sqrt(mean(v_k^2) + eps)`` per irrep type ``k`` (the mean
@@ -31,6 +32,8 @@ Gradients are enabled locally, so this works under ``torch.no_grad()``; the grap
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from e3nn import o3
@@ -142,18 +145,34 @@ class TraceGrad(nn.Module):
         Initial step ``alpha_k`` for every irrep type.
     eps : float
         Added to ``mean(v_k^2)`` before the square root.
+    n_references : int
+        Rows of the learned ``(n_references, n_traces)`` trace reference added to the
+        decoder output (0: none), e.g. one per element or per element pair.
     """
 
-    def __init__(self, irreps, n_traces, channels, hidden, depth, dim_z, alpha, eps):
+    def __init__(self, irreps, n_traces, channels, hidden, depth, dim_z, alpha, eps, n_references=0):
         super().__init__()
         self.irreps = o3.Irreps(irreps)
         self.encoder = InvariantEncoder(self.irreps, channels, hidden, depth, dim_z)
         self.decoder = mlp(dim_z, hidden, n_traces, 1)
         self.alpha = nn.Parameter(torch.full((len(self.irreps),), float(alpha)))
         self.eps = float(eps)
+        self.reference = nn.Parameter(torch.zeros(n_references, n_traces)) if n_references else None
 
-    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(n, irreps.dim)`` -> ``(f' (n, irreps.dim), t (n, n_traces))``."""
+    @torch.no_grad()
+    def set_reference(self, values: torch.Tensor) -> None:
+        """Set the ``(n_references, n_traces)`` reference of the decoded traces (Hartree)."""
+        if self.reference is None or tuple(values.shape) != tuple(self.reference.shape):
+            have = None if self.reference is None else tuple(self.reference.shape)
+            raise ValueError(f"trace reference of shape {tuple(values.shape)} does not fit {have}")
+        self.reference.copy_(values)
+
+    def forward(self, f: torch.Tensor, ref_index: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n, irreps.dim)`` -> ``(f' (n, irreps.dim), t (n, n_traces))``.
+
+        ``ref_index`` ``(n,)`` selects the reference row of each input (needed when the
+        module has a reference).
+        """
         record = torch.is_grad_enabled()
         with torch.enable_grad():
             x = f if f.requires_grad else f.detach().requires_grad_(True)
@@ -162,6 +181,10 @@ class TraceGrad(nn.Module):
         if not record:
             z = z.detach()
         t = self.decoder(z)  # [n, n_traces]
+        if self.reference is not None:
+            if ref_index is None:
+                raise ValueError("this TraceGrad has a trace reference: pass ref_index")
+            t = t + self.reference[ref_index]
         parts = []
         for k, ((mul, ir), sl) in enumerate(zip(self.irreps, self.irreps.slices())):
             vk = v[:, sl].reshape(-1, mul, ir.dim)  # [n, mul, 2l+1]
