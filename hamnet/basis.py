@@ -60,9 +60,12 @@ def atomic_number(element: Union[int, str]) -> int:
             raise BasisError(f"atomic number {z} is not a known element")
         return z
     try:
-        return pyscf_elements.charge(str(element))
+        z = pyscf_elements.charge(str(element))
     except Exception as exc:  # pyscf raises KeyError/ValueError variants
         raise BasisError(f"unknown element symbol {element!r}") from exc
+    if z < 1:  # pyscf maps some unknown symbols (and ghosts) to 0
+        raise BasisError(f"unknown element symbol {element!r}")
+    return z
 
 
 def _symbol(z: int) -> str:

@@ -236,6 +236,8 @@ def test_clear_errors():
         OrbitalBasis("no-such-basis-xyz", ["H"])
     with pytest.raises(BasisError, match="unknown element"):
         OrbitalBasis("def2-svp", ["Qq"])
+    with pytest.raises(BasisError, match="unknown element"):
+        OrbitalBasis("def2-svp", ["Xx"])
     mol_cart = make_mol(XYZ, "def2-svp", cart=True)
     with pytest.raises(BasisError, match="Cartesian"):
         hb.ao_rotation(mol_cart, np.eye(3))
