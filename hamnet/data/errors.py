@@ -1,0 +1,24 @@
+"""Errors of the dataset store. All are ``ValueError`` subclasses with messages that
+name the dataset, the record and the problem."""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be written or read."""
+
+
+class RecordError(DatasetError):
+    """A record has a missing, unknown or malformed field."""
+
+
+class CorruptDatasetError(DatasetError):
+    """The store on disk is truncated, damaged, or not a hamnet dataset."""
+
+
+class SchemaVersionError(DatasetError):
+    """The store was written with a schema version this hamnet does not read."""
+
+
+class IncompleteDatasetError(DatasetError):
+    """The store was never finalized (an interrupted ``make``); rerun it to finish."""

@@ -1,0 +1,64 @@
+"""Human-readable summary of a dataset: provenance, counts and splits."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from hamnet.data import keys as K
+from hamnet.data.store import FAIL_PREFIX, PLAN_PREFIX, REC_PREFIX, Store, open_dataset
+
+
+def _wrap(label: str, text: str) -> list[str]:
+    return textwrap.wrap(str(text), 88, initial_indent=f"  {label}: ", subsequent_indent="    ")
+
+
+def describe(path) -> str:
+    """Summary of the dataset at ``path`` (finished or an interrupted make).
+
+    Raises the errors of :func:`hamnet.data.open_dataset` for corrupt stores.
+    """
+    path = Path(path)
+    store = Store(path)
+    try:
+        meta = store.read_meta()
+        complete = bool(meta.get(K.META_COMPLETE))
+        counts = {p: sum(1 for _ in store.keys(p)) for p in (REC_PREFIX, FAIL_PREFIX, PLAN_PREFIX)}
+    finally:
+        store.close()
+    if complete:
+        with open_dataset(path) as ds:  # also checks the index
+            meta = ds.metadata
+            n = len(ds)
+    lines = [f"{path}", f"  recipe: {meta.get(K.META_RECIPE)}"]
+    lines.append(
+        f"  level of theory: {meta.get(K.META_XC)}/{meta.get(K.META_BASIS)}, grid level "
+        f"{meta.get(K.META_GRID_LEVEL)}, conv_tol {meta.get(K.META_CONV_TOL)}, conv_tol_grad "
+        f"{meta.get(K.META_CONV_TOL_GRAD)}"
+    )
+    if meta.get(K.META_XC_DEFINITION):
+        lines.append(f"  xc definition: {meta[K.META_XC_DEFINITION]}")
+    lines.append(
+        f"  pyscf {meta.get(K.META_PYSCF_VERSION)}, hamnet {meta.get(K.META_HAMNET_VERSION)}, "
+        f"schema {meta.get(K.META_SCHEMA)}, AO order {meta.get(K.META_AO_ORDER)}"
+    )
+    lines.append("  units: " + ", ".join(f"{k} {v}" for k, v in meta.get(K.META_UNITS, {}).items()))
+    lines += _wrap("provenance", meta.get(K.META_PROVENANCE, "-"))
+    lines += _wrap("deviations", meta.get(K.META_DEVIATIONS, "-"))
+    if meta.get(K.META_SOURCE):
+        lines += _wrap("source", json.dumps(meta[K.META_SOURCE], sort_keys=True))
+    if complete:
+        lines.append(
+            f"  records: {n} (failed SCF, not stored: {meta.get(K.META_FAILED, 0)}); "
+            f"created {meta.get(K.META_CREATED)}"
+        )
+        for name, parts in meta.get(K.META_SPLITS, {}).items():
+            sizes = ", ".join(f"{p} {len(parts.get(p, []))}" for p in K.SPLIT_PARTS)
+            lines.append(f"  split {name}: {sizes}")
+    else:
+        lines.append(
+            f"  INCOMPLETE: {counts[REC_PREFIX]} of {counts[PLAN_PREFIX]} planned structures "
+            f"labeled, {counts[FAIL_PREFIX]} failed; rerun the same 'hamnet data make' to finish"
+        )
+    return "\n".join(lines)
