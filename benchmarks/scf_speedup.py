@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle-noise", type=float, default=0.0, metavar="SIGMA",
                    help="with --oracle: add symmetric N(0, SIGMA^2) Ha noise to every element of F "
                         "(a stand-in for a model of that error; fixed seed)")
+    p.add_argument("--average", type=int, default=None, metavar="ORDER",
+                   help="with --model: predict with the model averaged over a rotation grid of Lebedev "
+                        "degree ORDER (hamnet.symmetry.RotationAveraged; its cost counts in the wall time)")
     p.add_argument("--basis", help="PySCF basis for --xyz")
     p.add_argument("--xc", help="functional for --xyz ('HF' for Hartree-Fock)")
     p.add_argument("--charge", type=int, default=0, help="charge for --xyz")
@@ -299,9 +302,17 @@ def main(argv=None, *, model=None) -> int:
         from hamnet.model import load_model
 
         model = load_model(args.model)
+    if args.average is not None:
+        if args.oracle:
+            raise SystemExit("--average needs --model")
+        from hamnet.symmetry import RotationAveraged
+
+        model = RotationAveraged(model, args.average)
+        name = f"hamnet-avg{args.average}"
     provenance = {**source, "xc": xc, "basis": basis, "guesses": guesses, "hamnet": name,
                   "oracle_noise": args.oracle_noise,
                   "model": None if args.oracle else str(args.model), "repeat": args.repeat,
+                  **({"average": args.average} if args.average is not None else {}),
                   **settings}
     out = Path(args.out)
     res = load_results(out, provenance)

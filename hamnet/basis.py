@@ -449,6 +449,34 @@ class OrbitalBasis:
         m[np.ix_(self.pad_index[self._z(zi)], self.pad_index[self._z(zj)])] = True
         return m
 
+    def padded_rotation(self, R) -> np.ndarray:
+        """``(n_pad, n_pad)`` rotation of the padded per-atom layout (block diagonal over slots).
+
+        It is the same for every element: for positions ``x -> R x`` a padded block
+        transforms as ``B_ij -> D B_ij D^T`` (padding stays zero), and an element's AO
+        rotation is ``D[pad_index[z]][:, pad_index[z]]``.
+        """
+        D = np.zeros((self.n_pad, self.n_pad))
+        blocks, p0 = {}, 0
+        for l in self.pad_ls:
+            if l not in blocks:
+                blocks[l] = wigner_D_pyscf(l, R)
+            D[p0 : p0 + 2 * l + 1, p0 : p0 + 2 * l + 1] = blocks[l]
+            p0 += 2 * l + 1
+        return D
+
+    def ao_rotation(self, Z: Sequence[int], R) -> np.ndarray:
+        """``(nao, nao)`` AO rotation of a molecule with atomic numbers ``Z`` (PySCF order);
+        equal to :func:`ao_rotation` of its Mole, without building one."""
+        Dp = self.padded_rotation(R)
+        lay = self.layout(Z)
+        D = np.zeros((lay.nao, lay.nao))
+        for a, z in enumerate(lay.Z):
+            idx = self.pad_index[self._z(z)]
+            p0, p1 = lay.atom_offsets[a], lay.atom_offsets[a + 1]
+            D[p0:p1, p0:p1] = Dp[np.ix_(idx, idx)]
+        return D
+
     # ---- padded block <-> irreps ---------------------------------------------------
 
     def padded_to_irreps(self, blocks: torch.Tensor) -> torch.Tensor:

@@ -57,13 +57,13 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 from e3nn import o3
-from pyscf import gto
 from torch import nn
 
 import hamnet
 from hamnet import keys as K
 from hamnet.basis import BasisError, OrbitalBasis
-from hamnet.graph import collate, cutoff_edges, geometry_of, molecule_graph, to_device
+from hamnet.graph import cutoff_edges
+from hamnet.nn.base import ModelBase
 from hamnet.nn.config import ConfigError, ModelConfig
 from hamnet.nn.embedding import ElementEmbedding
 from hamnet.nn.heads import BlockHead
@@ -88,7 +88,7 @@ __all__ = [
 DEFAULT_ELEMENTS = ("H", "C", "N", "O", "F")
 
 
-class HamiltonianModel(nn.Module):
+class HamiltonianModel(ModelBase):
     """Equivariant model of Fock/Kohn-Sham matrices in one AO basis (see the module docstring).
 
     Parameters
@@ -109,11 +109,10 @@ class HamiltonianModel(nn.Module):
     irreps_node, irreps_pair, irreps_sh : e3nn.o3.Irreps
     """
 
+    equivariant = True
+
     def __init__(self, basis: OrbitalBasis, config: ModelConfig, xc: Optional[str] = None):
-        super().__init__()
-        self.basis = basis
-        self.cfg = config
-        self.xc = xc
+        super().__init__(basis, config, xc)
         c = config
         block = basis.block_irreps
         self.lmax = block.lmax  # highest L of the blocks, e.g. 4 for d-d in def2-SVP
@@ -158,23 +157,12 @@ class HamiltonianModel(nn.Module):
     # ---- properties -------------------------------------------------------------------
 
     @property
-    def config(self) -> dict:
-        return self.cfg.to_dict()
-
-    @property
-    def tracegrad(self) -> bool:
-        return self.cfg.tracegrad
-
-    @property
     def dtype(self) -> torch.dtype:
         return self.embedding.linear.weight.dtype
 
     @property
     def device(self) -> torch.device:
         return self.embedding.linear.weight.device
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     # ---- forward ------------------------------------------------------------------------
 
@@ -237,58 +225,6 @@ class HamiltonianModel(nn.Module):
             out[K.OFFDIAG_TRACE] = t_off
         return out
 
-    # ---- full matrices ------------------------------------------------------------------
-
-    def assemble(self, out: dict, batch: dict) -> list:
-        """Full ``(nao, nao)`` matrices (torch, Hartree, PySCF AO order), one per molecule."""
-        ptr, pptr, Z = batch[K.PTR].tolist(), batch[K.PAIR_PTR].tolist(), batch[K.Z]
-        mats = []
-        for m in range(len(ptr) - 1):
-            a0, a1, p0, p1 = ptr[m], ptr[m + 1], pptr[m], pptr[m + 1]
-            zs = Z[a0:a1].tolist()
-            mats.append(self.basis.assemble(out[K.DIAG][a0:a1], out[K.OFFDIAG][p0:p1], zs))
-        return mats
-
-    def _graph(self, molecule) -> dict:
-        Z, pos = geometry_of(molecule)
-        g = molecule_graph(Z, pos, elements=self.basis.elements)  # validates geometry and elements
-        if isinstance(molecule, gto.Mole):
-            self.basis.check_mole(molecule)  # BasisError if the Mole's basis is not the model's
-        return g
-
-    def predict(self, molecule) -> np.ndarray:
-        """Predicted Fock/Kohn-Sham matrix of one molecule.
-
-        Parameters
-        ----------
-        molecule : ase.Atoms, pyscf.gto.Mole or (Z, positions_in_Angstrom)
-            A Mole must use the model's basis (spherical AOs).
-
-        Returns
-        -------
-        numpy.ndarray, shape (nao, nao), float64
-            Hartree, PySCF AO order of ``self.basis``, exactly symmetric.
-
-        Raises
-        ------
-        hamnet.graph.GraphError
-            Empty molecule, NaN/inf coordinates, atoms closer than 0.1 Angstrom, or an
-            element the model was not built for.
-        hamnet.basis.BasisError
-            A Mole whose basis differs from the model's.
-        """
-        return self.predict_batch([molecule])[0]
-
-    def predict_batch(self, molecules: Iterable) -> list:
-        """:meth:`predict` for several molecules, run as one batch; a list of arrays."""
-        graphs = [self._graph(m) for m in molecules]
-        if not graphs:
-            return []
-        batch = collate(graphs)
-        with torch.no_grad():  # TraceGrad enables gradients internally where it needs them
-            out = self(to_device(batch, self.device))
-        return [F.detach().cpu().numpy().astype(np.float64) for F in self.assemble(out, batch)]
-
     @torch.no_grad()
     def fit_reference(self, graphs: Iterable[dict]) -> None:
         """Initialize the per-element references from target blocks (call before training).
@@ -347,7 +283,7 @@ def _default_dtype(dtype: Optional[torch.dtype]):
 def build_model(
     basis: Union[str, dict, OrbitalBasis] = "def2-svp",
     elements: Optional[Sequence] = DEFAULT_ELEMENTS,
-    tracegrad: bool = True,
+    tracegrad: Optional[bool] = None,
     *,
     xc: Optional[str] = None,
     dtype: Optional[torch.dtype] = None,
@@ -361,8 +297,9 @@ def build_model(
         PySCF basis name (e.g. ``"def2-svp"``), per-element basis dict, or a layout.
     elements : sequence of str or int
         Elements the model supports (ignored when ``basis`` is an OrbitalBasis).
-    tracegrad : bool
+    tracegrad : bool, optional
         ``False`` builds the baseline: the same backbone and heads without TraceGrad.
+        Default: on for ``backbone="equivariant"``, off for the unconstrained ``"pet"``.
     xc : str, optional
         Functional of the data the model will be trained on (stored with the model).
     dtype : torch.dtype, optional
@@ -375,6 +312,13 @@ def build_model(
     if not isinstance(basis, OrbitalBasis):
         basis = OrbitalBasis(basis, elements)
     config = ModelConfig.from_dict({**hyperparameters, "tracegrad": tracegrad})
+    if config.backbone == "pet":
+        from hamnet.nn.pet import PETHamiltonianModel  # noqa: PLC0415 (keeps e3nn-only imports light)
+
+        if xc is not None and not isinstance(xc, str):
+            raise ConfigError(f"xc must be a functional name (str) or None, got {xc!r}")
+        with _default_dtype(dtype):
+            return PETHamiltonianModel(basis, config, xc=xc)
     if xc is not None and not isinstance(xc, str):
         raise ConfigError(f"xc must be a functional name (str) or None, got {xc!r}")
     with _default_dtype(dtype):

@@ -7,12 +7,20 @@ A prediction file holds one ``(nao, nao)`` Fock matrix per record (Hartree, PySC
 order) keyed by the record index as a string; without ``--split`` every record in the
 file is scored. The JSON goes to ``--out``, default ``<run_dir>/eval_<split>.json`` or
 ``<PRED>.eval_<split>.json`` beside the prediction file. Exit status 0, or 2 on bad input.
+
+Symmetry (models only, :mod:`hamnet.symmetry`): ``--average ORDER`` scores the model
+averaged over a rotation grid (Lebedev degree ORDER x ORDER+1 in-plane angles, ``--inversion``
+adds improper rotations); ``--symmetry`` also reports the equivariance error
+(``--rotations`` random rotations of the first ``--symmetry-molecules`` molecules of the
+split), per block type and for the occupied orbital energies, in micro-Hartree, and the
+grid spread of an averaged model. Both go into the JSON (``symmetry``, ``average``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 
@@ -28,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="JSON file to write (default: beside the input)")
     parser.add_argument("--batch-size", type=int, default=16, help="molecules per forward pass (default 16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sym = parser.add_argument_group("symmetry")
+    sym.add_argument("--symmetry", action="store_true",
+                     help="also report the equivariance error (micro-Hartree, per block type, and of eps_occ)")
+    sym.add_argument("--rotations", type=int, default=8, help="random rotations per molecule (default 8)")
+    sym.add_argument("--symmetry-molecules", type=int, default=10, metavar="N",
+                     help="molecules of the split used for --symmetry (default 10)")
+    sym.add_argument("--average", type=int, default=None, metavar="ORDER",
+                     help="score the model averaged over a rotation grid of Lebedev degree ORDER (3, 5, 7, ...)")
+    sym.add_argument("--inversion", action="store_true", help="with --average: include improper rotations")
 
 
 def select(ds, split: str | None, run_dataset: dict | None = None):
@@ -53,6 +70,20 @@ def select(ds, split: str | None, run_dataset: dict | None = None):
         name = run_dataset.get("split") if run_dataset.get("split") in ds.splits else None
     name, idx = split_indices(ds, name, part)
     return (part if "/" not in split else f"{name}-{part}"), idx
+
+
+def _symmetry(model, ds, idx, args) -> dict:
+    from hamnet.data import keys as DK
+    from hamnet.symmetry import equivariance_error
+
+    if args.rotations < 1 or args.symmetry_molecules < 1:
+        raise ValueError("--rotations and --symmetry-molecules must be >= 1")
+    idx = list(range(len(ds))) if idx is None else list(idx)
+    mols = [(ds[i][DK.Z], ds[i][DK.POS]) for i in idx[: args.symmetry_molecules]]
+    report = equivariance_error(model, mols, args.rotations, progress=not args.no_progress)
+    if hasattr(model, "spread"):
+        report["spread"] = model.spread(mols)
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,15 +114,41 @@ def run(args: argparse.Namespace) -> int:
             ds = open_dataset(data)
             check_compatible(model.basis.basis, model.xc, model.basis.elements, ds)
             label, idx = select(ds, args.split or "test", info.get("dataset"))
+            extra = {}
+            if args.average is not None:
+                from hamnet.symmetry import RotationAveraged
+
+                try:
+                    model = RotationAveraged(model, args.average, inversion=args.inversion)
+                except ValueError as exc:
+                    raise DataError(f"--average: {exc}") from exc
+                extra["average"] = {"order": model.grid.order, "n_inplane": model.grid.n_inplane,
+                                    "inversion": model.grid.inversion, "n_rotations": model.n_rotations}
+                label = f"{label}_avg{args.average}"
+            t0 = time.perf_counter()
             results, n = evaluate_model(model, ds, idx, args.batch_size, progress=not args.no_progress)
+            extra["seconds_per_molecule"] = (time.perf_counter() - t0) / max(n, 1)
+            if args.symmetry:
+                extra["symmetry"] = _symmetry(model, ds, idx, args)
             base = Path(args.model) if Path(args.model).is_dir() else path.parent
             out = Path(args.out) if args.out else base / f"eval_{label}.json"
             source = str(path)
-    except (DataError, DatasetError, CheckpointError, EvaluationError, FileNotFoundError, KeyError) as exc:
+    except (DataError, DatasetError, CheckpointError, EvaluationError, FileNotFoundError, KeyError,
+            ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"hamnet eval: error: {msg}", file=sys.stderr)
         return 2
     print(format_table(results, title=f"{source} on {ds.path} ({label})", n=n))
-    write_report(out, results, n, {"source": source, "data": str(ds.path), "split": label})
+    info = {"source": source, "data": str(ds.path), "split": label}
+    if args.predictions is None:
+        info.update(extra)
+        if "symmetry" in extra:
+            from hamnet.symmetry import format_report
+
+            print(format_report(extra["symmetry"]))
+            if "spread" in extra["symmetry"]:
+                sp = extra["symmetry"]["spread"]
+                print(f"grid spread of the averaged model: mean {sp['mean_uHa']:.4g}, max {sp['max_uHa']:.4g} uHa")
+    write_report(out, results, n, info)
     print(f"wrote {out}")
     return 0

@@ -6,7 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-__all__ = ["ModelConfig", "ConfigError"]
+__all__ = ["ModelConfig", "ConfigError", "BACKBONES"]
+
+#: Backbones selectable by ``model.backbone``: the O(3)-equivariant e3nn network, and
+#: an unconstrained point-edge transformer on Cartesian edge vectors (not equivariant;
+#: train it with rotational augmentation, average it with :mod:`hamnet.symmetry`).
+BACKBONES = ("equivariant", "pet")
 
 
 class ConfigError(ValueError):
@@ -21,7 +26,8 @@ class ModelConfig:
     the basis (the highest ``L`` of :attr:`OrbitalBasis.block_irreps`).
     """
 
-    tracegrad: bool = True  # False: the same backbone and heads without TraceGrad (the baseline)
+    backbone: str = "equivariant"  # one of BACKBONES
+    tracegrad: Optional[bool] = None  # None: on for "equivariant", off otherwise; False: the baseline
     num_channels: int = 8  # multiplicity of every irrep type in node and pair features
     num_layers: int = 2  # message-passing layers
     cutoff: float = 5.0  # Angstrom, message-passing edges
@@ -37,11 +43,20 @@ class ModelConfig:
     tracegrad_dim: int = 32  # size of the invariant code z
     tracegrad_alpha: float = 0.1  # initial step of f' = f + alpha v_hat (learnable per irrep type)
     tracegrad_eps: float = 1e-8  # regularizer of the per-irrep-type normalization of v
+    pet_dim: int = 64  # backbone "pet": width of node and edge tokens
+    pet_heads: int = 4  # backbone "pet": attention heads (must divide pet_dim)
+    pet_ff: int = 128  # backbone "pet": hidden width of the transformer feed-forward blocks
+    pet_pair_hidden: int = 128  # backbone "pet": hidden width of the block MLPs
 
     def __post_init__(self):
+        if self.tracegrad is None:
+            object.__setattr__(self, "tracegrad", self.backbone == "equivariant")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name == "tracegrad":
+            if f.name == "backbone":
+                if v not in BACKBONES:
+                    raise ConfigError(f"model hyperparameter 'backbone' must be one of {', '.join(BACKBONES)}; got {v!r}")
+            elif f.name == "tracegrad":
                 if not isinstance(v, bool):
                     raise ConfigError(f"model hyperparameter 'tracegrad' must be true or false, got {v!r}")
             elif f.name == "pair_cutoff":
@@ -55,6 +70,13 @@ class ModelConfig:
             elif f.type in ("float", float):
                 if not _is_number(v) or not v > 0:
                     raise ConfigError(f"model hyperparameter {f.name!r} must be a positive number, got {v!r}")
+        if self.backbone != "equivariant" and self.tracegrad:
+            raise ConfigError(
+                f"model hyperparameter 'tracegrad' needs backbone 'equivariant' (v = dz/df is only "
+                f"equivariant for equivariant features f); set tracegrad: false for backbone {self.backbone!r}"
+            )
+        if self.pet_dim % self.pet_heads:
+            raise ConfigError(f"model hyperparameter 'pet_heads' ({self.pet_heads}) must divide 'pet_dim' ({self.pet_dim})")
         if self.num_pair_radial < 2:
             raise ConfigError(f"model hyperparameter 'num_pair_radial' must be >= 2, got {self.num_pair_radial}")
 

@@ -17,6 +17,7 @@ built-in default job, a small water replica trained for a few minutes on a CPU):
       fit_reference: true           # per-element diagonal reference from training data
       tracegrad: true               # ... any field of hamnet.nn.config.ModelConfig
     loss: {mae_weight: 1.0, mse_weight: 1.0, trace_weight: 1.0}
+    augment: {rotations: null, inversion: false}  # null: on for backbone pet, off for equivariant
     optim: {lr: 0.005, weight_decay: 0.0, betas: [0.9, 0.999], batch_size: 8,
             clip_grad_norm: 10.0, ema_decay: 0.99}
     schedule: {kind: cosine, warmup_steps: 50, min_lr_ratio: 0.02}
@@ -52,6 +53,7 @@ __all__ = [
     "ScheduleConfig",
     "LimitsConfig",
     "EvalConfig",
+    "AugmentConfig",
     "KNOWN_RECIPES",
     "load_config",
     "default_config",
@@ -239,6 +241,21 @@ class EvalConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random rotations of every training batch: positions ``x -> R x`` and target blocks
+    ``F -> D(R) F D(R)^T`` (:func:`hamnet.symmetry.rotate_batch`), one Haar-random ``R``
+    per molecule and step. How a non-equivariant backbone learns rotational symmetry.
+    """
+
+    rotations: Optional[bool] = None  # null: on for a non-equivariant backbone, off for the equivariant one
+    inversion: bool = False  # with rotations: also improper rotations (-R), with probability 1/2
+
+    def check(self, where: str) -> None:
+        if self.inversion and self.rotations is False:
+            raise ConfigError(f"{where}.inversion needs rotations (set {where}.rotations: true or null)")
+
+
+@dataclass
 class TrainConfig:
     """A whole training run (see the module docstring for the YAML layout)."""
 
@@ -247,6 +264,7 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: dict = field(default_factory=dict)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -391,7 +409,6 @@ def _build(cls, values, where: str):
 
 def _join(where: str, name: str) -> str:
     return name if where == "config" else f"{where}.{name}"
-
 
 # ---- entry points -----------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from hamnet.graph import collate, to_device
 from hamnet.loss import HamiltonianLoss
 from hamnet.metrics import METRIC_UNITS, format_table
 from hamnet.model import build_model, model_from_payload, model_payload
+from hamnet.symmetry import random_rotations, rotate_batch
 from hamnet.train import checkpoint as ckpt
 from hamnet.train import distributed as D
 from hamnet.train.config import ConfigError, TrainConfig, config_diff, load_config
@@ -294,6 +295,9 @@ class _Trainer:
             self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed,
             drop_last=False,
         )
+        # Rotations for augmentation come from their own generator, saved in checkpoints, so a
+        # resumed run draws the same ones (the global RNG is also consumed by DataLoader set-up).
+        self.augment_rng = torch.Generator().manual_seed(cfg.seed + 1_000_003)
         self.step, self.epoch, self.batch_in_epoch, self.elapsed, self.samples = 0, 0, 0, 0.0, 0
         self.best = {"metric": cfg.eval.metric, "value": None, "step": None}
         self.last_eval_step = None
@@ -315,6 +319,8 @@ class _Trainer:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{self.run_dir / ckpt.LAST} does not fit this model: {exc}") from exc
         torch.set_rng_state(ts["rng"])
+        if "augment_rng" in ts:
+            self.augment_rng.set_state(ts["augment_rng"])
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         self.elapsed, self.samples = ck["elapsed_s"], ck["samples"]
         self.best = dict(ck["best"])
@@ -341,7 +347,7 @@ class _Trainer:
         if not self.env.is_main:
             return
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "rng": torch.get_rng_state()}
+                 "rng": torch.get_rng_state(), "augment_rng": self.augment_rng.get_state()}
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         ckpt.save_checkpoint(self.run_dir / ckpt.LAST, self.model, weights=averaged_state(self.model, self.ema),
@@ -410,7 +416,16 @@ class _Trainer:
 
     # -- training ----------------------------------------------------------------------------
 
+    @property
+    def augment_rotations(self) -> bool:
+        r = self.cfg.augment.rotations
+        return (not self.model.equivariant) if r is None else bool(r)
+
     def _train_step(self, batch: dict) -> dict:
+        if self.augment_rotations:
+            n_mol = len(batch[K.PTR]) - 1
+            R = random_rotations(n_mol, improper=self.cfg.augment.inversion, generator=self.augment_rng)
+            batch = rotate_batch(batch, self.model.basis, R)
         batch = to_device(batch, self.env.device)
         lr = learning_rate(self.step, self._progress(), self.cfg.optim.lr, self.cfg.schedule)
         set_learning_rate(self.optimizer, lr)
@@ -432,10 +447,11 @@ class _Trainer:
 
     def train(self, evaluate_test: bool) -> RunResult:
         cfg, env = self.cfg, self.env
-        log.info("hamnet %s: %s, split %r (%d train, %d val), %s/%s, %d parameters, tracegrad=%s, %s, "
-                 "%d process(es) on %s", hamnet.__version__, self.ds.path, self.split_name, len(self.train_idx),
-                 len(self.val_idx), self.model.xc, self.model.basis.basis, self.model.num_parameters(),
-                 self.model.tracegrad, cfg.precision, env.world_size, env.device)
+        log.info("hamnet %s: %s, split %r (%d train, %d val), %s/%s, backbone %s, %d parameters, tracegrad=%s, "
+                 "rotation augmentation=%s, %s, %d process(es) on %s", hamnet.__version__, self.ds.path,
+                 self.split_name, len(self.train_idx), len(self.val_idx), self.model.xc, self.model.basis.basis,
+                 self.model.backbone, self.model.num_parameters(), self.model.tracegrad, self.augment_rotations,
+                 cfg.precision, env.world_size, env.device)
         status = "finished"
         window = {"n": 0, "loss": 0.0, "loss_h": 0.0, "loss_t": 0.0, "lr": 0.0, "structures": 0, "seconds": 0.0}
         total = cfg.limits.max_steps
