@@ -328,7 +328,9 @@ def build_model(
 # ---- files ----------------------------------------------------------------------------------
 
 FORMAT = "hamnet-model"
-FORMAT_VERSION = 1
+#: 1: equivariant models; 2: adds ``config["backbone"]`` (and the ``pet_*`` hyperparameters).
+#: Version-1 files still load (the new keys take their defaults).
+FORMAT_VERSION = 2
 
 
 class ModelFileError(ValueError):
