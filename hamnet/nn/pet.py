@@ -42,17 +42,9 @@ from hamnet.nn.base import ModelBase
 from hamnet.nn.config import ModelConfig
 from hamnet.nn.embedding import ElementEmbedding
 from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff
+from hamnet.nn.tracegrad import mlp
 
 __all__ = ["PETHamiltonianModel", "PETLayer", "invariant_part"]
-
-
-def _mlp(n_in: int, hidden: int, n_out: int, depth: int = 2) -> nn.Sequential:
-    layers, width = [], n_in
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
 
 
 class PETLayer(nn.Module):
@@ -114,13 +106,13 @@ class PETHamiltonianModel(ModelBase):
         n_el = self.embedding.n_elements
         self.rbf = BesselBasis(c.cutoff, c.num_radial)
         self.envelope = PolynomialCutoff(c.cutoff)
-        self.edge_embed = _mlp(3 + c.num_radial + d, d, d, depth=1)
+        self.edge_embed = mlp(3 + c.num_radial + d, d, d, depth=1)
         self.neighbor = nn.ModuleList([nn.Linear(d, d) for _ in range(c.num_layers)])
         self.layers = nn.ModuleList([PETLayer(d, c.pet_heads, c.pet_ff) for _ in range(c.num_layers)])
         self.norm = nn.LayerNorm(d)
         self.pair_rbf = GaussianBasis(c.pair_radial_max, c.num_pair_radial)
-        self.diag_mlp = _mlp(d, c.pet_pair_hidden, n_pad * n_pad)
-        self.offdiag_mlp = _mlp(2 * d + c.num_pair_radial + 3, c.pet_pair_hidden, n_pad * n_pad)
+        self.diag_mlp = mlp(d, c.pet_pair_hidden, n_pad * n_pad, depth=2)
+        self.offdiag_mlp = mlp(2 * d + c.num_pair_radial + 3, c.pet_pair_hidden, n_pad * n_pad, depth=2)
         self.reference = nn.Parameter(torch.zeros(n_el, n_pad, n_pad))  # Hartree, per-element diagonal block
         masks = torch.tensor(
             np.array([[basis.block_mask(a, b) for b in basis.elements] for a in basis.elements])
