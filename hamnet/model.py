@@ -339,6 +339,11 @@ class ModelFileError(ValueError):
 
 def model_payload(model: HamiltonianModel) -> dict:
     """Everything needed to rebuild ``model``: plain Python values and CPU tensors."""
+    if getattr(model, "grid", None) is not None and hasattr(model, "model"):
+        raise TypeError(
+            "a RotationAveraged model is a test-time wrapper and is not saved: save the wrapped "
+            "model (avg.model) and wrap it again after loading"
+        )
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -310,3 +310,18 @@ def test_eval_cli_reports_symmetry(tmp_path, capsys):
     assert doc["average"]["n_rotations"] == 24 and doc["symmetry"]["by_block"]["s-s"]["n"] > 0
     assert main(["eval", str(tmp_path / "run"), "--average", "4", "--no-progress"]) == 2
     assert "no Lebedev rule of order 4" in capsys.readouterr().err
+
+
+def test_wrapper_is_not_saved_and_pet_handles_isolated_atoms(pet_model, tmp_path):
+    with pytest.raises(TypeError, match="save the wrapped model"):
+        save_model(RotationAveraged(pet_model, 3), tmp_path / "avg.pt")
+    assert pet_model.predict((np.array([8]), np.zeros((1, 3)))).shape == (14, 14)  # no neighbours, no pairs
+    far = pet_model.predict((np.array([1, 1]), np.array([[0.0, 0, 0], [9.0, 0, 0]])))  # beyond the cutoff
+    assert far.shape == (10, 10) and np.isfinite(far).all()
+
+
+def test_eval_symmetry_needs_a_model(tmp_path, capsys):
+    from hamnet.cli import main
+
+    rc = main(["eval", "--predictions", str(tmp_path / "p.npz"), "--data", str(tmp_path), "--symmetry"])
+    assert rc == 2 and "--symmetry and --average need a model" in capsys.readouterr().err

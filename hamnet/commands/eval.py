@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if (args.model is None) == (args.predictions is None):
             raise DataError("give a run directory / checkpoint, or --predictions PRED.npz (exactly one)")
+        if args.predictions is not None and (args.symmetry or args.average is not None):
+            raise DataError("--symmetry and --average need a model, not --predictions")
         if args.predictions is not None:
             if args.data is None:
                 raise DataError("--predictions needs --data STORE with the reference matrices")
