@@ -366,6 +366,27 @@ def test_benchmark_with_model_object(bench, tmp_path):
     assert model.calls >= 2  # the warm-up and the timed run both predict
 
 
+def test_benchmark_with_rotation_averaged_model(bench, tmp_path):
+    """--average wraps the model in RotationAveraged: the SCF from its guess still reaches the
+    minao energy, and the run and the settings name the grid."""
+    import torch
+
+    from hamnet.model import build_model
+
+    w = write_xyz(tmp_path / "water.xyz", WATER_Z, WATER_POS)
+    torch.manual_seed(0)
+    model = build_model("sto-3g", ["H", "O"], backbone="pet", xc="HF", pet_dim=8, pet_heads=2, pet_ff=8,
+                        pet_pair_hidden=8, num_layers=1)
+    out = tmp_path / "avg.json"
+    argv = ["--xyz", str(w), "--model", "x", "--average", "3", "--basis", "sto-3g", "--xc", "HF",
+            "--guesses", "minao", "--out", str(out)]
+    assert bench.main(argv, model=model) == 0
+    res = json.loads(out.read_text())
+    m = res["molecules"][str(w)]
+    assert set(m["runs"]) == {"minao", "hamnet-avg3"} and m["energy_ok"] and m["converged"]
+    assert res["settings"]["average"] == 3
+
+
 def test_benchmark_on_data_store_test_split(bench, tmp_path):
     """Oracle on a tiny hamnet data store: the stored F of the test part, charge from nocc."""
     from hamnet.data import keys as K
