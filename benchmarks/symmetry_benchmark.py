@@ -25,7 +25,6 @@ import json
 import time
 from pathlib import Path
 
-
 from hamnet.data import keys as DK
 from hamnet.data import open_dataset
 from hamnet.symmetry import RotationAveraged, equivariance_error
@@ -57,7 +56,7 @@ def main(argv=None) -> int:
         model.eval()
         ds = open_dataset(info["dataset"]["path"])
         idx = list(info["dataset"]["parts"]["test"])
-        mols = [(ds[i][DK.Z], ds[i][DK.POS]) for i in idx]
+        mols = [(rec[DK.Z], rec[DK.POS]) for rec in (ds[i] for i in idx)]
         sym_mols = mols[: args.symmetry_molecules]
         variants = [("raw", model)] + [(f"avg{o}", RotationAveraged(model, o)) for o in args.orders]
         res = {"checkpoint": str(path), "backbone": model.backbone, "tracegrad": model.tracegrad,

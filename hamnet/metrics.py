@@ -21,7 +21,6 @@ Reported in micro-Hartree (``*_mae``) and percent (``psi_cos``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 

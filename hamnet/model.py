@@ -67,10 +67,12 @@ from hamnet.nn.base import ModelBase
 from hamnet.nn.config import ConfigError, ModelConfig
 from hamnet.nn.embedding import ElementEmbedding
 from hamnet.nn.heads import BlockHead
+from hamnet.nn.pet import PETHamiltonianModel
 from hamnet.nn.interaction import Interaction, feature_irreps
 from hamnet.nn.pair import PairBlock
 from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff
 from hamnet.nn.tracegrad import ShellPairTraces, TraceGrad
+from hamnet.symmetry import RotationAveraged
 
 __all__ = [
     "HamiltonianModel",
@@ -312,17 +314,11 @@ def build_model(
     if not isinstance(basis, OrbitalBasis):
         basis = OrbitalBasis(basis, elements)
     config = ModelConfig.from_dict({**hyperparameters, "tracegrad": tracegrad})
-    if config.backbone == "pet":
-        from hamnet.nn.pet import PETHamiltonianModel  # noqa: PLC0415 (keeps e3nn-only imports light)
-
-        if xc is not None and not isinstance(xc, str):
-            raise ConfigError(f"xc must be a functional name (str) or None, got {xc!r}")
-        with _default_dtype(dtype):
-            return PETHamiltonianModel(basis, config, xc=xc)
     if xc is not None and not isinstance(xc, str):
         raise ConfigError(f"xc must be a functional name (str) or None, got {xc!r}")
+    model_class = {"equivariant": HamiltonianModel, "pet": PETHamiltonianModel}[config.backbone]
     with _default_dtype(dtype):
-        return HamiltonianModel(basis, config, xc=xc)
+        return model_class(basis, config, xc=xc)
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -339,7 +335,7 @@ class ModelFileError(ValueError):
 
 def model_payload(model: HamiltonianModel) -> dict:
     """Everything needed to rebuild ``model``: plain Python values and CPU tensors."""
-    if getattr(model, "grid", None) is not None and hasattr(model, "model"):
+    if isinstance(model, RotationAveraged):
         raise TypeError(
             "a RotationAveraged model is a test-time wrapper and is not saved: save the wrapped "
             "model (avg.model) and wrap it again after loading"
@@ -357,16 +353,21 @@ def model_payload(model: HamiltonianModel) -> dict:
     }
 
 
+def check_version(version, supported: int, what: str, source: str, error: type) -> None:
+    """Raise ``error`` unless ``version`` is an int this hamnet reads (``<= supported``);
+    shared by model files and training checkpoints."""
+    if not isinstance(version, int) or version > supported:
+        raise error(
+            f"{source} has {what} version {version!r}; this hamnet ({hamnet.__version__}) reads "
+            f"versions <= {supported}"
+        )
+
+
 def model_from_payload(payload, source: str = "payload") -> HamiltonianModel:
     """Inverse of :func:`model_payload`; ``source`` names the origin in error messages."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{source} is not a hamnet model (no {FORMAT!r} format marker)")
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{source} has model format version {version!r}; this hamnet "
-            f"({hamnet.__version__}) reads versions <= {FORMAT_VERSION}"
-        )
+    check_version(payload.get("format_version"), FORMAT_VERSION, "model format", source, ModelFileError)
     missing = [k for k in ("basis", "elements", "config", "state_dict", "dtype") if k not in payload]
     if missing:
         raise ModelFileError(f"{source} lacks {missing}")

@@ -39,6 +39,7 @@ from hamnet import keys as K
 from hamnet.basis import OrbitalBasis
 from hamnet.graph import collate, to_device
 from hamnet.nn.base import ModelBase
+from hamnet.testing import molecule_mole, random_rotation
 
 __all__ = [
     "LEBEDEV_ORDERS",
@@ -61,6 +62,7 @@ LEBEDEV_ORDERS = (3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 35, 41
 SPREAD_DIAG = "diag_spread"  # (n_atoms, n_pad, n_pad) weighted std over the grid, Hartree
 SPREAD_OFFDIAG = "offdiag_spread"  # (n_pairs, n_pad, n_pad) same for off-diagonal blocks
 _LNAMES = "spdfghik"
+MAX_ATOMS = 4096  # atoms per forward pass when rotated copies of a batch are stacked
 
 
 # ---- rotation grids -------------------------------------------------------------------------
@@ -244,21 +246,13 @@ class RotationAveraged(ModelBase):
     """
 
     def __init__(self, model: ModelBase, order: int = 5, n_inplane: Optional[int] = None,
-                 inversion: bool = False, max_atoms: int = 4096):
+                 inversion: bool = False, max_atoms: int = MAX_ATOMS):
         super().__init__(model.basis, model.cfg, model.xc)
         self.model = model
         self.grid = rotation_grid(order, n_inplane, inversion)
         self.max_atoms = int(max_atoms)
         self.equivariant = model.equivariant
         self.register_buffer("_D", padded_rotations(model.basis, self.grid.rotations), persistent=False)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     @property
     def n_rotations(self) -> int:
@@ -334,13 +328,9 @@ class _Stats:
                 "rms_uHa": (self.sq / self.n) ** 0.5 * scale, "n": self.n}
 
 
-def _occupied_energies(model: ModelBase, F: np.ndarray, Z: Sequence[int], pos: np.ndarray, charge: int) -> np.ndarray:
-    from hamnet.testing import molecule_mole
-
-    mol = molecule_mole(model.basis, Z, pos)
-    S = mol.intor("int1e_ovlp")
-    n_occ = (int(sum(Z)) - charge) // 2
-    return scipy.linalg.eigh(F, S, eigvals_only=True)[:n_occ]
+def _occupied_energies(F_list, S: np.ndarray, n_occ: int) -> np.ndarray:
+    """``(len(F_list), n_occ)`` lowest generalized eigenvalues of each ``F`` in the metric ``S``."""
+    return np.stack([scipy.linalg.eigh(F, S, eigvals_only=True)[:n_occ] for F in F_list])
 
 
 def equivariance_error(model: ModelBase, molecules: Iterable, n_rotations: int = 8, *, inversion: bool = False,
@@ -381,8 +371,6 @@ def equivariance_error(model: ModelBase, molecules: Iterable, n_rotations: int =
         raise ValueError(f"n_rotations must be an integer >= 1, got {n_rotations!r}")
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    from hamnet.testing import random_rotation
-
     rots = [random_rotation(rng) for _ in range(n_rotations)]
     if inversion:
         rots = rots + [-R for R in rots]
@@ -403,7 +391,7 @@ def equivariance_error(model: ModelBase, molecules: Iterable, n_rotations: int =
             batch = to_device(collate(graphs[start : start + batch_size]), model.device)
             with torch.no_grad():
                 ref = model(batch)
-                chunk = max(1, 4096 // max(len(batch[K.Z]), 1))
+                chunk = max(1, MAX_ATOMS // max(len(batch[K.Z]), 1))
                 diag_rot, off_rot = [], []
                 for r0 in range(0, len(rots), chunk):
                     d_, o_, _ = _back_rotated(model, batch, rots[r0 : r0 + chunk], D[r0 : r0 + chunk])
@@ -424,11 +412,12 @@ def equivariance_error(model: ModelBase, molecules: Iterable, n_rotations: int =
                 ptr, pptr = batch[K.PTR].tolist(), batch[K.PAIR_PTR].tolist()
                 for m, g in enumerate(graphs[start : start + batch_size]):
                     Z, pos = g[K.Z].tolist(), g[K.POS].double().numpy()
-                    e0 = _occupied_energies(model, F0[m].double().cpu().numpy(), Z, pos, 0)
-                    for r in range(len(rots)):
-                        Fr = model.basis.assemble(diag_rot[r, ptr[m] : ptr[m + 1]], off_rot[r, pptr[m] : pptr[m + 1]], Z)
-                        er = _occupied_energies(model, Fr.double().numpy(), Z, pos, 0)
-                        eps.add(torch.from_numpy(er - e0))
+                    S = molecule_mole(model.basis, Z, pos).intor("int1e_ovlp")  # once per molecule
+                    n_occ = int(sum(Z)) // 2  # neutral, closed shell
+                    Fr = [model.basis.assemble(diag_rot[r, ptr[m] : ptr[m + 1]], off_rot[r, pptr[m] : pptr[m + 1]], Z)
+                          .double().numpy() for r in range(len(rots))]
+                    e0 = _occupied_energies([F0[m].double().cpu().numpy()], S, n_occ)
+                    eps.add(torch.from_numpy(_occupied_energies(Fr, S, n_occ) - e0))
             bar.update(len(graphs[start : start + batch_size]))
     finally:
         bar.close()

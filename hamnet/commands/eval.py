@@ -79,7 +79,7 @@ def _symmetry(model, ds, idx, args) -> dict:
     if args.rotations < 1 or args.symmetry_molecules < 1:
         raise ValueError("--rotations and --symmetry-molecules must be >= 1")
     idx = list(range(len(ds))) if idx is None else list(idx)
-    mols = [(ds[i][DK.Z], ds[i][DK.POS]) for i in idx[: args.symmetry_molecules]]
+    mols = [(rec[DK.Z], rec[DK.POS]) for rec in (ds[i] for i in idx[: args.symmetry_molecules])]
     report = equivariance_error(model, mols, args.rotations, progress=not args.no_progress)
     if hasattr(model, "spread"):
         report["spread"] = model.spread(mols)

@@ -2,9 +2,9 @@
 
 Runs the SCF twice on the same molecule, once from the model's predicted Fock matrix and
 once from PySCF's default ``minao`` guess, and prints cycles, wall time (model prediction
-included; one-time set-up costs are paid before either timed run) and the difference of the final energies, which should be at the level of the
-convergence threshold. Exit status 0 when both converge to the same energy, 1 when not,
-2 on bad input.
+included; one-time set-up costs are paid before either timed run) and the difference of
+the final energies, which should be at the level of the convergence threshold. Exit
+status 0 when both converge to the same energy, 1 when not, 2 on bad input.
 """
 
 from __future__ import annotations

@@ -41,8 +41,7 @@ from hamnet.graph import cutoff_edges
 from hamnet.nn.base import ModelBase
 from hamnet.nn.config import ModelConfig
 from hamnet.nn.embedding import ElementEmbedding
-from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff
-from hamnet.nn.tracegrad import mlp
+from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff, mlp
 
 __all__ = ["PETHamiltonianModel", "PETLayer", "invariant_part"]
 
@@ -118,14 +117,6 @@ class PETHamiltonianModel(ModelBase):
             np.array([[basis.block_mask(a, b) for b in basis.elements] for a in basis.elements])
         )  # [n_el, n_el, n_pad, n_pad]
         self.register_buffer("block_masks", masks, persistent=False)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.reference.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.reference.device
 
     def _tokens(self, n_atoms: int, receiver: torch.Tensor):
         """Slot of each edge in its receiver's padded sequence, and the sequence length."""

@@ -6,7 +6,8 @@
   and go.
 * :class:`GaussianBasis` describes the atom pairs of the off-diagonal blocks, which are
   predicted for all pairs (no cutoff is needed there).
-* :class:`RadialMLP` turns a radial basis into tensor-product weights.
+* :class:`RadialMLP` turns a radial basis into tensor-product weights; :func:`mlp` is the
+  SiLU MLP it (and the TraceGrad encoder/decoder and the PET heads) are built from.
 """
 
 from __future__ import annotations
@@ -101,18 +102,23 @@ class GaussianBasis(nn.Module):
         return torch.exp(-(((r.unsqueeze(-1) - centers) / self.width) ** 2))
 
 
+def mlp(n_in: int, hidden: int, n_out: int, depth: int) -> nn.Sequential:
+    """``depth`` hidden SiLU layers of width ``hidden`` (SiLU is smooth: double backward works)."""
+    layers: list[nn.Module] = []
+    d = n_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden), nn.SiLU()]
+        d = hidden
+    layers.append(nn.Linear(d, n_out))
+    return nn.Sequential(*layers)
+
+
 class RadialMLP(nn.Module):
     """Invariant MLP ``(n, n_in) -> (n, n_out)`` with SiLU, e.g. radial basis -> TP weights."""
 
     def __init__(self, n_in: int, hidden: int, n_out: int, n_hidden_layers: int = 1):
         super().__init__()
-        layers: list[nn.Module] = []
-        d = n_in
-        for _ in range(n_hidden_layers):
-            layers += [nn.Linear(d, hidden), nn.SiLU()]
-            d = hidden
-        layers.append(nn.Linear(d, n_out))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(n_in, hidden, n_out, n_hidden_layers)
         self.n_out = n_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

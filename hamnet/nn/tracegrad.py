@@ -39,18 +39,9 @@ import torch
 from e3nn import o3
 from torch import nn
 
-__all__ = ["ShellPairTraces", "InvariantEncoder", "TraceGrad", "mlp"]
+from hamnet.nn.radial import mlp
 
-
-def mlp(n_in: int, hidden: int, n_out: int, depth: int) -> nn.Sequential:
-    """``depth`` hidden SiLU layers of width ``hidden`` (SiLU is smooth: double backward works)."""
-    layers: list[nn.Module] = []
-    d = n_in
-    for _ in range(depth):
-        layers += [nn.Linear(d, hidden), nn.SiLU()]
-        d = hidden
-    layers.append(nn.Linear(d, n_out))
-    return nn.Sequential(*layers)
+__all__ = ["ShellPairTraces", "InvariantEncoder", "TraceGrad"]
 
 
 class ShellPairTraces(nn.Module):

@@ -28,12 +28,12 @@ from typing import Optional, Union
 
 import torch
 
-import hamnet
 from hamnet.model import (
     FORMAT as MODEL_FORMAT,
     HamiltonianModel,
     ModelFileError,
     atomic_torch_save,
+    check_version,
     model_from_payload,
     model_payload,
 )
@@ -132,12 +132,7 @@ def read_checkpoint(path: Union[str, os.PathLike], *, need_train_state: bool = F
         return payload
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has a foreign 'checkpoint' section (not {CHECKPOINT_FORMAT!r})")
-    version = ck.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint version {version!r}; this hamnet ({hamnet.__version__}) reads "
-            f"versions <= {CHECKPOINT_VERSION}"
-        )
+    check_version(ck.get("version"), CHECKPOINT_VERSION, "checkpoint", str(path), CheckpointError)
     if need_train_state and "train_state" not in ck:
         raise CheckpointError(f"{path} is a {ck.get('kind')!r} checkpoint without resume state; resume from last.pt")
     return payload

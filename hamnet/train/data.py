@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hamnet.basis import OrbitalBasis
-from hamnet.data import HamiltonianDataset, open_dataset
+from hamnet.data import HamiltonianDataset, IncompleteDatasetError, open_dataset
 from hamnet.data import keys as DK
 from hamnet.graph import molecule_graph
 
@@ -77,15 +77,11 @@ def resolve_store(data_cfg, *, make: bool = True) -> HamiltonianDataset:
             raise DataError(f"data.path: no dataset store at {path}")
         return open_dataset(path)
     path = recipe_store_path(data_cfg.recipe, data_cfg.n, data_cfg.root)
-    complete = False
     if path.exists():
         try:
             return open_dataset(path)
-        except Exception as exc:  # noqa: BLE001 - an incomplete make is resumed below
-            from hamnet.data import IncompleteDatasetError
-
-            if not isinstance(exc, IncompleteDatasetError):
-                raise
+        except IncompleteDatasetError:
+            pass  # an interrupted make: resumed below
     if not make:
         raise DataError(f"no finished store for recipe {data_cfg.recipe!r} at {path}")
     log.info("generating %s (n=%d) into %s", data_cfg.recipe, data_cfg.n, path)
