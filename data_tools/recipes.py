@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
+
+from data_tools import qm9
 from data_tools import splits as S
 from data_tools.geometry import Geometry, GeometryError, au_time_fs, embed_smiles, md_frames
 from data_tools.label import SCFSettings
-from data_tools.molecules import qm9like_smiles
+from data_tools.qm9 import QM9_SIZE
 
 
 class RecipeError(ValueError):
@@ -42,8 +45,12 @@ class Recipe:
     kind : {"md17", "qh9-stable", "qh9-dynamic"}
         Selects the geometry generator and the splits.
     smiles : tuple of str or None
-        The molecules; ``None`` means the enumerated QM9-like list
-        (:func:`data_tools.molecules.qm9like_smiles`).
+        The molecules, embedded with RDKit; ``None`` (the ``qh9-*`` recipes) means QM9's
+        molecules at QM9's geometries (:mod:`data_tools.qm9`), in the stratified
+        :func:`data_tools.qm9.priority_order`, so ``--n N`` labels the first ``N``.
+    qm9_ids : tuple of int or None
+        Label exactly these QM9 indices (``dsgdb9nsd_XXXXXX``), in this order, instead
+        of the first ``n`` of the priority order (``hamnet data make --ids``).
     md : MDSettings or None
         Dynamics for ``md17`` and ``qh9-dynamic``.
     frames_per_molecule : int
@@ -60,17 +67,28 @@ class Recipe:
     frames_per_molecule: int = 1
     seed: int = 0
     md17_name: str = ""
+    qm9_ids: Optional[tuple[int, ...]] = None
 
-    def molecules(self) -> tuple[str, ...]:
-        return self.smiles if self.smiles is not None else qm9like_smiles()
+    @property
+    def uses_qm9(self) -> bool:
+        """Molecules and starting geometries come from QM9 (qm9pack)."""
+        return self.smiles is None
+
+    def n_molecules(self) -> int:
+        if not self.uses_qm9:
+            return len(self.smiles)
+        return len(self.qm9_ids) if self.qm9_ids is not None else QM9_SIZE
 
     def max_structures(self) -> Optional[int]:
         """Largest ``n`` this recipe can make (``None``: unbounded)."""
-        if self.kind == "qh9-stable":
-            return len(self.molecules())
-        if self.kind == "qh9-dynamic":
-            return len(self.molecules()) * self.frames_per_molecule
-        return None
+        if self.kind == "md17":
+            return None
+        per_mol = self.frames_per_molecule if self.kind == "qh9-dynamic" else 1
+        return self.n_molecules() * per_mol
+
+    def extendable(self) -> bool:
+        """A request for more structures keeps the first ``n`` (the store can grow)."""
+        return self.kind == "qh9-stable" and self.uses_qm9 and self.qm9_ids is None
 
     def describe(self) -> dict:
         """Parameters that define the geometries (stored in the metadata)."""
@@ -78,11 +96,19 @@ class Recipe:
         if self.md is not None:
             out["md"] = vars(self.md).copy()
         if self.kind == "md17":
-            out["smiles"] = list(self.molecules())
+            out["smiles"] = list(self.smiles)
+        elif self.uses_qm9:
+            out["molecules"] = "QM9 (qm9pack), QM9 geometries"
+            out["order"] = (
+                "explicit QM9 ids" if self.qm9_ids is not None
+                else f"data_tools.qm9.priority_order(seed={self.seed})"
+            )
+            if self.qm9_ids is not None:
+                out["qm9_ids"] = list(self.qm9_ids)
+            out["n_molecules_available"] = self.n_molecules()
         else:
-            mols = "enumerated QM9-like list" if self.smiles is None else list(self.smiles)
-            out["molecules"] = mols
-            out["n_molecules_available"] = len(self.molecules())
+            out["molecules"] = list(self.smiles)
+            out["n_molecules_available"] = self.n_molecules()
         if self.kind == "qh9-dynamic":
             out["frames_per_molecule"] = self.frames_per_molecule
         return out
@@ -94,12 +120,11 @@ def geometries(
     """The first ``n`` geometries of ``recipe`` (deterministic in ``recipe.seed``).
 
     A molecule RDKit cannot embed or whose dynamics fail is skipped (the next one is
-    used), so the list is the same on every run.
+    used), so the list is the same on every run. QM9 structures carry their QM9 row
+    (QH9's record index) as ``group`` and their QM9 name as ``source_id``.
     """
-    mols = recipe.molecules()
-    out: list[Geometry] = []
     if recipe.kind == "md17":
-        Z, pos = embed_smiles(mols[0], recipe.seed)
+        Z, pos = embed_smiles(recipe.smiles[0], recipe.seed)
         md = recipe.md
         frames = md_frames(
             Z, pos, n, seed=recipe.seed, temperature_K=md.temperature_K,
@@ -107,15 +132,22 @@ def geometries(
             thermostat=md.thermostat, calculator=calculator, progress=progress,
         )
         return [Geometry(Z, f, f"{recipe.name}/frame/{i:06d}", 0) for i, f in enumerate(frames)]
-    per_mol = recipe.frames_per_molecule if recipe.kind == "qh9-dynamic" else 1
-    for k, smi in enumerate(mols):
+    try:
+        return _molecule_geometries(recipe, n, progress, calculator)
+    except qm9.QM9Error as exc:
+        raise RecipeError(str(exc)) from None
+
+
+def _molecule_geometries(recipe, n, progress, calculator) -> list[Geometry]:
+    out: list[Geometry] = []
+    for k, name, start in _starting_structures(recipe, n):
         if len(out) >= n:
             break
-        take = min(per_mol, n - len(out))
+        take = min(recipe.frames_per_molecule if recipe.kind == "qh9-dynamic" else 1, n - len(out))
         try:
-            Z, pos = embed_smiles(smi, recipe.seed + k)
+            Z, pos = start() if callable(start) else start
             if recipe.kind == "qh9-stable":
-                out.append(Geometry(Z, pos, f"qm9like/{k:05d}/{smi}", k))
+                out.append(Geometry(Z, pos, name, k))
             else:
                 md = recipe.md
                 frames = md_frames(
@@ -123,15 +155,10 @@ def geometries(
                     timestep_fs=md.timestep_fs, equil_steps=md.equil_steps, stride=md.stride,
                     thermostat=md.thermostat, calculator=calculator,
                 )
-                out += [
-                    Geometry(Z, f, f"qm9like/{k:05d}/{smi}/frame/{j:03d}", k)
-                    for j, f in enumerate(frames)
-                ]
+                out += [Geometry(Z, f, f"{name}/frame/{j:03d}", k) for j, f in enumerate(frames)]
         except GeometryError:
             continue  # deterministic: the same molecule is skipped on every run
-        if progress is not None and recipe.kind == "qh9-stable":
-            progress(1)
-        elif progress is not None:
+        if progress is not None:
             progress(take)
     if len(out) < n:
         raise RecipeError(
@@ -141,12 +168,54 @@ def geometries(
     return out
 
 
+def _starting_structures(recipe: Recipe, n: int):
+    """Yield ``(group, name, (Z, pos) or a callable giving it)`` per molecule, in order."""
+    if not recipe.uses_qm9:
+        for k, smi in enumerate(recipe.smiles):
+            yield k, f"smiles/{k:05d}/{smi}", (lambda smi=smi, k=k: embed_smiles(smi, recipe.seed + k))
+        return
+    rows = qm9_rows(recipe)
+    per_mol = recipe.frames_per_molecule if recipe.kind == "qh9-dynamic" else 1
+    ids = qm9.qm9_table().qm9_id
+    lo, chunk = 0, -(-n // per_mol) + 8  # molecules needed, plus spares for skipped ones
+    while lo < len(rows):
+        part = rows[lo : lo + chunk]
+        geoms = qm9.qm9_geometries(part)
+        for row in part:
+            yield int(row), qm9.source_id(ids[row]), geoms[int(row)]
+        lo, chunk = lo + len(part), max(chunk, 64)
+
+
+def qm9_rows(recipe: Recipe) -> np.ndarray:
+    """QM9 rows (QH9 record indices) of the recipe's molecules, in labeling order."""
+    try:
+        table = qm9.qm9_table()
+    except qm9.QM9Error as exc:
+        raise RecipeError(str(exc)) from None
+    if recipe.qm9_ids is None:
+        return qm9.priority_order(table.n_heavy, seed=recipe.seed)
+    rows = np.searchsorted(table.qm9_id, np.asarray(recipe.qm9_ids, dtype=np.int64))
+    rows = np.minimum(rows, len(table) - 1)
+    bad = [i for i, r in zip(recipe.qm9_ids, rows) if table.qm9_id[r] != i]
+    if bad:
+        raise RecipeError(
+            f"QM9 ids {bad[:5]} are not in QM9's 130,831 characterized molecules "
+            "(ids are the numbers of dsgdb9nsd_XXXXXX, 1 to 133885)"
+        )
+    if len(set(recipe.qm9_ids)) != len(recipe.qm9_ids):
+        raise RecipeError("--ids lists a QM9 id more than once")
+    return rows.astype(np.int64)
+
+
 def splits(recipe: Recipe, n_atoms: Sequence[int], groups: Sequence[int]) -> dict:
     """Named splits of the stored records (``n_atoms``/``groups`` per record, in order)."""
     n = len(n_atoms)
     if recipe.kind == "md17":
         return {"qhnet": S.md17_split(n, recipe.md17_name)}
     if recipe.kind == "qh9-stable":
+        if recipe.uses_qm9:  # QH9's split of all 130,831 molecules, restricted to these
+            full = S.random_split(QM9_SIZE)
+            return {"random": S.restrict(full, groups), "size_ood": S.size_ood_split(n_atoms)}
         return {"random": S.random_split(n), "size_ood": S.size_ood_split(n_atoms)}
     return {"geometry": S.geometry_split(groups), "mol": S.mol_split(groups)}
 
@@ -198,14 +267,16 @@ def _md17(name: str) -> Recipe:
 
 
 _QH9_B3LYP_NOTE = (
-    " PySCF's 'b3lyp' is libxc's B3LYP with VWN-RPA since PySCF 2.3; QH9 (2023) may have "
-    "used an older PySCF whose 'b3lyp' used VWN5 (the metadata records xc_definition)."
+    " Functional: 'b3lyp5' (B3LYP with VWN5 correlation). QH9-stable and QH9-dynamic-300k "
+    "were computed with PySCF 2.2.1, whose 'b3lyp' was that VWN5 variant; since PySCF 2.3 "
+    "'b3lyp' means the VWN-RPA variant (pyscf/pyscf#1480, divelab/AIRS#11), which differs by "
+    "about 1e-3 Ha in F. QH9-dynamic-100k used PySCF 2.3.0, i.e. today's 'b3lyp'."
 )
 
 QH9_STABLE = Recipe(
     name="qh9-stable",
     kind="qh9-stable",
-    settings=SCFSettings(xc="b3lyp", basis="def2-svp", grid_level=3, conv_tol=1e-10),
+    settings=SCFSettings(xc="b3lyp5", basis="def2-svp", grid_level=3, conv_tol=1e-10),
     provenance=(
         "QH9-stable (Yu et al., NeurIPS 2023 Datasets and Benchmarks): 130,831 QM9 molecules "
         "at their QM9 geometries, PySCF B3LYP/def2-SVP with the default grid (level 3), "
@@ -213,10 +284,13 @@ QH9_STABLE = Recipe(
         "80/10/10) and 'size_ood' (train <= 20 atoms, val 21-22, test >= 23)."
     ),
     deviations=(
-        "Molecules: hamnet's enumerated QM9-like list (data_tools.molecules; H, C, N, O, F, "
-        "<= 9 heavy atoms) instead of QM9. Geometries: RDKit ETKDGv3 + MMFF94, not "
-        "B3LYP/6-31G(2df,p) optima. conv_tol 1e-10 and conv_tol_grad 1e-7 instead of "
-        "PySCF's defaults 1e-9 and sqrt(1e-9)."
+        "Molecules and geometries: QM9's own (qm9pack, B3LYP/6-31G(2df,p) optima, the same "
+        "130,831 molecules in the same order), but only a subset is labeled: a request for n "
+        "takes the first n of data_tools.qm9.priority_order (every molecule with <= 5 heavy "
+        "atoms, then 6/7/8/9 heavy atoms interleaved as 6,7,8,9,6,9, each in seeded random "
+        "order), or the QM9 ids given with --ids. The 'random' split is QH9's over all "
+        "130,831 molecules, restricted to the labeled ones. conv_tol 1e-10 and "
+        "conv_tol_grad 1e-7 instead of PySCF's defaults 1e-9 and sqrt(1e-9)."
         + _QH9_B3LYP_NOTE
     ),
     seed=9,
@@ -225,7 +299,7 @@ QH9_STABLE = Recipe(
 QH9_DYNAMIC = Recipe(
     name="qh9-dynamic",
     kind="qh9-dynamic",
-    settings=SCFSettings(xc="b3lyp", basis="def2-svp", grid_level=3, conv_tol=1e-10),
+    settings=SCFSettings(xc="b3lyp5", basis="def2-svp", grid_level=3, conv_tol=1e-10),
     provenance=(
         "QH9-dynamic (Yu et al., NeurIPS 2023 Datasets and Benchmarks): for each of 999 "
         "(100k) or 2,998 (300k) QM9 molecules a 100-step PySCF B3LYP/def2-SVP NVE "
@@ -236,8 +310,8 @@ QH9_DYNAMIC = Recipe(
     deviations=(
         "Dynamics on GFN2-xTB (tblite) forces, not B3LYP; 10 frames per molecule, one every "
         "10 steps of 50 a.u. (about 12 fs apart) instead of 100 consecutive steps. "
-        "Molecules from hamnet's enumerated QM9-like list, started from RDKit "
-        "ETKDGv3/MMFF94 structures. Positions stored in Angstrom. conv_tol 1e-10, "
+        "Molecules: QM9's (qm9pack), started from their QM9 geometries, in the order of "
+        "data_tools.qm9.priority_order. Positions stored in Angstrom. conv_tol 1e-10, "
         "conv_tol_grad 1e-7."
         + _QH9_B3LYP_NOTE
     ),
@@ -272,6 +346,6 @@ def check_request(recipe: Recipe, n: int) -> None:
     if most is not None and n > most:
         raise RecipeError(
             f"recipe {recipe.name!r} can make at most {most} structures "
-            f"({len(recipe.molecules())} molecules x {recipe.frames_per_molecule} frames); "
+            f"({recipe.n_molecules()} molecules x {recipe.frames_per_molecule} frames); "
             f"got --n {n}"
         )

@@ -76,6 +76,23 @@ def random_split(n: int, seed: int = 43, ratio=(0.8, 0.1)) -> dict:
     return _parts(perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :])
 
 
+def restrict(split: dict, rows: Sequence[int]) -> dict:
+    """A split of a full set, restricted to the records whose full-set index is ``rows``.
+
+    ``rows[i]`` is the full-set index of record ``i``; the result names record indices.
+    This is how QH9's splits of all 130,831 QM9 molecules apply to a labeled subset.
+    """
+    part_of = {}
+    for part, members in split.items():
+        for m in members:
+            part_of[int(m)] = part
+    out = {p: [] for p in split}
+    for i, r in enumerate(rows):
+        if int(r) in part_of:
+            out[part_of[int(r)]].append(i)
+    return _parts(out.get("train", []), out.get("val", []), out.get("test", []))
+
+
 def size_ood_split(n_atoms: Sequence[int]) -> dict:
     """QH9 ``size_ood`` split by total atom count (hydrogens included)."""
     n = np.asarray(n_atoms)
