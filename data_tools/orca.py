@@ -9,10 +9,13 @@ spherical functions themselves agree, except that ORCA's functions with ``|m| = 
 (``f``) and ``|m| = 3, 4`` (``g``) have the opposite sign.
 
 Sources checked: SchNOrb's ORCA parser (``m_range``: 0, 1, -1, 2, -2, ...); QHNet's
-MD17 loader (ORCA -> PySCF index maps ``p: [2, 0, 1]``, ``d: [4, 2, 0, 1, 3]``, no sign
-changes up to ``d``); IOData's ``_fix_obasis_orca`` (``-c3, -s3`` for ``f``;
-``-c3, -s3, -c4, -s4`` for ``g``) and the same rule in OCC's ORCA reader. Shells with
-``l >= 5`` are refused: those sources disagree or are silent about them.
+MD17 loader, whose index maps (``new[i] = orca[map[i]]``, no sign changes up to ``d``)
+are ``d: [4, 2, 0, 1, 3]``, ORCA -> PySCF's ``m = -2..2``, and ``p: [2, 0, 1]``, which
+takes ORCA's ``(pz, px, py)`` to QHNet's own ``(py, pz, px)`` (e3nn's ``m = -1, 0, 1``),
+not to PySCF's ``(px, py, pz)``, which is ``[1, 2, 0]``; IOData's ``_fix_obasis_orca``
+(``-c3, -s3`` for ``f``; ``-c3, -s3, -c4, -s4`` for ``g``) and the same rule in OCC's
+ORCA reader. Shells with ``l >= 5`` are refused: those sources disagree or are silent
+about them.
 
 A matrix transforms as ``M_pyscf = s_i s_j M_orca[perm_i, perm_j]``.
 """

@@ -71,3 +71,39 @@ def test_h_shell_refused():
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="14 AOs"):
         orca_to_pyscf(np.eye(3), _layout("def2-svp", [8]))
+
+
+def test_import_of_hand_built_orca_matrix_with_f_functions():
+    """An ORCA-order overlap written without hamnet: ORCA orders a shell's real spherical
+    functions m = 0, +1, -1, +2, -2, +3, -3 (p: pz, px, py) and its f functions with
+    |m| = 3 have the opposite sign of PySCF's (IOData's ``_fix_obasis_orca``); PySCF
+    orders p as px, py, pz and l >= 2 as m = -l..l. def2-TZVP: O 5s3p2d1f, H 3s1p."""
+    # ORCA slot k of a shell holds PySCF function orca_from_pyscf[l][k] times sign[l][k]
+    orca_from_pyscf = {
+        0: [0],
+        1: [2, 0, 1],
+        2: [2, 3, 1, 4, 0],
+        3: [3, 4, 2, 5, 1, 6, 0],
+    }
+    sign = {0: [1], 1: [1, 1, 1], 2: [1] * 5, 3: [1, 1, 1, 1, 1, -1, -1]}
+    shells = {"O": [0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 3], "H": [0, 0, 0, 1]}
+    mol = gto.M(atom="O 0 0 0.12; H 0 0.76 -0.47; H 0 -0.76 -0.47", basis="def2-tzvp",
+                verbose=0)
+    assert [mol.bas_angular(b) for b in range(mol.nbas)] == shells["O"] + 2 * shells["H"]
+    q, sg, start = [], [], 0
+    for atom in ("O", "H", "H"):
+        for l in shells[atom]:
+            q += [start + k for k in orca_from_pyscf[l]]
+            sg += sign[l]
+            start += 2 * l + 1
+    assert sorted(q) == list(range(mol.nao))
+    q, sg = np.array(q), np.array(sg, dtype=float)
+    s = mol.intor("int1e_ovlp")
+    h = mol.intor("int1e_kin") + mol.intor("int1e_nuc")
+    for m in (s, h):
+        m_orca = m[np.ix_(q, q)] * np.outer(sg, sg)
+        lay = OrbitalBasis.from_mole(mol).layout([8, 1, 1])
+        np.testing.assert_allclose(orca_to_pyscf(m_orca, lay), m, atol=1e-13, rtol=0)
+    # the f functions are really there and really sign-flipped in the fixture
+    f_slots = [i for i, lab in enumerate(mol.ao_labels()) if "f" in lab.split()[-1]]
+    assert len(f_slots) == 7 and (sg == -1).sum() == 2

@@ -10,6 +10,7 @@ Formats (``--format``; ``auto`` detects them from the file's own structure):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -61,9 +62,12 @@ def detect_format(path) -> str:
     )
 
 
-def import_dataset(path, out, fmt: str = "auto", *, progress: bool = True, overwrite=False) -> Path:
+def import_dataset(path, out, fmt: str = "auto", *, progress: bool = True, overwrite=False,
+                   xc: Optional[str] = None) -> Path:
     """Read ``path`` (format ``fmt``) and write it as a new hamnet dataset at ``out``.
 
+    ``xc`` states the level of theory where the file does not tell it (QH9: "b3lyp5"
+    or "b3lyp"; SchNOrb: "pbe" or "hf"); a value that contradicts the file is refused.
     Nothing is left at ``out`` if the input turns out to be malformed.
     """
     from hamnet.data.writer import DatasetWriter
@@ -79,7 +83,7 @@ def import_dataset(path, out, fmt: str = "auto", *, progress: bool = True, overw
         path = path.parent
     with DatasetWriter(out, overwrite=overwrite) as writer:
         with tqdm(desc=f"import {path.name}", unit="rec", disable=not progress) as bar:
-            meta = READERS[fmt](path, writer.add, progress=bar.update)
+            meta = READERS[fmt](path, writer.add, progress=bar.update, xc=xc)
         return writer.finalize(meta)
 
 

@@ -53,6 +53,17 @@ def describe(path) -> str:
             f"  records: {n} (failed SCF, not stored: {meta.get(K.META_FAILED, 0)}); "
             f"created {meta.get(K.META_CREATED)}"
         )
+        if K.META_UNCONVERGED in meta:
+            unconv = meta[K.META_UNCONVERGED]
+            lines.append(
+                "  unconverged SCF (kept, flagged converged=False): "
+                + ("not recorded by the source" if unconv is None else str(len(unconv)))
+            )
+        if meta.get(K.META_XC_SOURCE) or meta.get(K.META_SOURCE_PYSCF_VERSION):
+            lines.append(
+                f"  source functional: xc {meta.get(K.META_XC_SOURCE)!r} in PySCF "
+                f"{meta.get(K.META_SOURCE_PYSCF_VERSION)} (stored as xc {meta.get(K.META_XC)!r})"
+            )
         for name, parts in meta.get(K.META_SPLITS, {}).items():
             sizes = ", ".join(f"{p} {len(parts.get(p, []))}" for p in K.SPLIT_PARTS)
             lines.append(f"  split {name}: {sizes}")
