@@ -20,6 +20,7 @@ is duplicated or lost; a different request on an existing ``--out`` is refused.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -29,19 +30,19 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
 
 from data_tools.geometry import Geometry
-from data_tools.label import LabelResult, init_worker, label_task
+from data_tools.label import LabelResult, check_device, init_worker, label_task
 from data_tools.recipes import Recipe, RecipeError, check_request, geometries, get_recipe, splits
 from hamnet.data import keys as K
 from hamnet.data.codec import encode
 from hamnet.data.errors import DatasetError
 from hamnet.data.metadata import new_metadata
-from hamnet.data.store import FAIL_PREFIX, PLAN_PREFIX, REC_PREFIX, Store, slot_key
+from hamnet.data.store import FAIL_PREFIX, META_KEY, PLAN_PREFIX, REC_PREFIX, Store, slot_key
 from hamnet.data.writer import check_output_path, partial_path
 
 LOG_NAME = "make.log"
@@ -177,10 +178,60 @@ def _create(recipe: Recipe, n: int, path: Path, progress: bool, calculator) -> N
         raise
 
 
+def _with_ids(recipe: Recipe, ids: Sequence[int], n: Optional[int]) -> tuple[Recipe, int]:
+    """The recipe restricted to explicit QM9 ids, and its number of structures."""
+    if not recipe.uses_qm9:
+        raise RecipeError(f"--ids selects QM9 molecules; recipe {recipe.name!r} does not use QM9")
+    try:
+        ids = tuple(int(i) for i in ids)
+    except (TypeError, ValueError):
+        raise RecipeError(f"--ids must be QM9 indices (integers), got {ids!r}") from None
+    if not ids:
+        raise RecipeError("--ids is empty")
+    recipe = dataclasses.replace(recipe, qm9_ids=ids)
+    most = recipe.max_structures()
+    if n is None:
+        n = most
+    elif n != most:
+        raise RecipeError(f"--n {n} does not match the {most} structures of {len(ids)} --ids")
+    return recipe, n
+
+
+def _extend_plan(recipe, n_old, n, path, store, meta, progress) -> dict:
+    """Grow a finished or partial make of ``recipe`` from ``n_old`` to ``n`` structures.
+
+    The new plan must begin with the old one (checked geometry by geometry); the new
+    entries, the new request and ``complete = False`` are written in ONE transaction,
+    so an interrupted extension resumes like any make, and no record is touched.
+    """
+    with tqdm(total=n, desc=f"{recipe.name} geometries", unit="geom", disable=not progress) as bar:
+        geoms = geometries(recipe, n, progress=bar.update)
+    for i in range(n_old):
+        old = _decode_plan(store.get(slot_key(PLAN_PREFIX, i)))
+        if old.source_id != geoms[i].source_id or not np.array_equal(old.pos, geoms[i].pos):
+            raise DatasetError(
+                f"{path}: cannot grow this store to --n {n}: planned structure {i} "
+                f"({old.source_id}) differs from the recipe's today ({geoms[i].source_id}); "
+                "choose a new --out"
+            )
+    meta = dict(meta)
+    meta[K.META_SOURCE] = _request(recipe, n)
+    meta[K.META_COMPLETE] = False
+    items = [(slot_key(PLAN_PREFIX, i), _encode_plan(geoms[i])) for i in range(n_old, n)]
+    store.put_many(items + [(META_KEY, json.dumps(meta, sort_keys=True).encode())])
+    log.info("%s: growing from %d to %d planned structures", recipe.name, n_old, n)
+    return meta
+
+
 # ---- labeling ------------------------------------------------------------------------
 
 
-def _results(tasks: list, workers: int) -> Iterator[LabelResult]:
+def _results(tasks: list, workers: int, scheduler=None, device="cpu") -> Iterator[LabelResult]:
+    if scheduler is not None:  # one Dask task per structure; this process stays the writer
+        from data_tools.cluster import cluster_results
+
+        yield from cluster_results(tasks, scheduler, device)
+        return
     if workers == 1:  # in-process, also on one thread: parallelism comes from --workers
         from pyscf import lib
 
@@ -252,11 +303,14 @@ def _logfile(path: Path):
 def make_dataset(
     recipe: Union[str, Recipe],
     out,
-    n: int,
+    n: Optional[int] = None,
     *,
+    ids: Optional[Sequence[int]] = None,
     workers: int = 1,
     progress: bool = True,
     calculator=None,
+    scheduler: Optional[str] = None,
+    device: str = "cpu",
 ) -> MakeReport:
     """Make (or resume) the dataset of ``recipe`` with ``n`` structures at ``out``.
 
@@ -267,23 +321,44 @@ def make_dataset(
     out : str or Path
         Dataset directory. New: created atomically. Existing: must hold a make of the
         same request, which is continued.
-    n : int
-        Structures to plan (> 0).
+    n : int, optional
+        Structures to plan (> 0). For a QM9 recipe the first ``n`` molecules of its
+        priority order; a later request with a larger ``n`` on the same ``out`` grows
+        the store, keeping every record (:meth:`Recipe.extendable`).
+    ids : sequence of int, optional
+        QM9 recipes only: label exactly these QM9 indices (``n`` may then be omitted).
     workers : int
         Labeling processes (spawned, one OpenMP thread each); 1 labels in-process.
     calculator : callable, optional
         Factory of an ASE calculator for the dynamics (default GFN2-xTB).
+    scheduler : str, optional
+        Dask scheduler address or scheduler file: label there, one task per structure
+        (:mod:`data_tools.cluster`), instead of on local processes.
+    device : str
+        ``"cpu"`` (PySCF) or ``"cuda"`` (gpu4pyscf, on the labeling processes' GPU).
 
     Raises
     ------
     RecipeError, DatasetError
         Unknown recipe, bad ``n``/``workers``, unwritable or foreign ``out``.
+    BackendError
+        ``device`` or ``scheduler`` cannot be used (one-line reason).
     """
     t0 = time.perf_counter()
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if ids is not None:
+        recipe, n = _with_ids(recipe, ids, n)
     check_request(recipe, n)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise RecipeError(f"--workers must be a positive integer, got {workers!r}")
+    check_device(device, probe=scheduler is None)  # the cluster's workers are probed there
+    if scheduler is not None:
+        from data_tools.cluster import check_scheduler
+
+        if workers != 1:
+            raise RecipeError("--workers is for local labeling; with --scheduler the "
+                              "cluster's workers label")
+        check_scheduler(scheduler)
     path = Path(out).expanduser().absolute()
     if not path.exists():
         _create(recipe, n, path, progress, calculator)
@@ -293,17 +368,21 @@ def make_dataset(
     store = Store(path, write=True)
     try:
         with _exclusive(path), _logfile(path):
-            return _label_and_finalize(recipe, n, path, store, workers, progress, t0)
+            return _label_and_finalize(recipe, n, path, store, workers, progress, t0,
+                                       scheduler=scheduler, device=device)
     finally:
         store.close()
 
 
-def _label_and_finalize(recipe, n, path, store, workers, progress, t0) -> MakeReport:
+def _label_and_finalize(recipe, n, path, store, workers, progress, t0, *, scheduler=None,
+                        device="cpu") -> MakeReport:
     meta = store.read_meta()
     want = _request(recipe, n)
-    if meta.get(K.META_SOURCE) != want:
-        have = meta.get(K.META_SOURCE) or {}
-        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    have = meta.get(K.META_SOURCE) or {}
+    diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    if diff == ["n"] and recipe.extendable() and int(have["n"]) < n:
+        meta = _extend_plan(recipe, int(have["n"]), n, path, store, meta, progress)
+    elif diff:
         raise DatasetError(
             f"{path} was made by a different request (differs in {diff}: it has "
             f"recipe {have.get('recipe')!r}, n {have.get('n')!r}); rerun exactly that "
@@ -314,13 +393,14 @@ def _label_and_finalize(recipe, n, path, store, workers, progress, t0) -> MakeRe
         raise DatasetError(f"{path}: the geometry plan is incomplete ({len(plan)} of {n})")
     done = set(store.slots(REC_PREFIX)) | set(store.slots(FAIL_PREFIX))
     pending = [i for i in range(n) if i not in done]
-    log.info("%s: %d planned, %d already done, %d to label with %d worker(s)",
-             recipe.name, n, len(done), len(pending), workers)
+    log.info("%s: %d planned, %d already done, %d to label with %s", recipe.name, n, len(done),
+             len(pending), f"{workers} worker(s)" if scheduler is None else f"Dask {scheduler}")
     report = MakeReport(path, recipe.name, n, 0, 0, 0, 0.0)
-    tasks = [(i, plan[i].Z, plan[i].pos, plan[i].source_id, recipe.settings, True) for i in pending]
+    tasks = [(i, plan[i].Z, plan[i].pos, plan[i].source_id, recipe.settings, True, device)
+             for i in pending]
     with tqdm(total=n, initial=n - len(pending), desc=recipe.name, unit="struct",
               disable=not progress) as bar:
-        for res in _results(tasks, workers):
+        for res in _results(tasks, workers, scheduler, device):
             if res.record is not None:
                 store.put(slot_key(REC_PREFIX, res.task), encode(res.record, f"task {res.task}"))
                 report.scf_seconds.append(res.record[K.SECONDS])

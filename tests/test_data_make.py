@@ -187,10 +187,10 @@ def test_qh9_dynamic_small(tmp_path):
     recipe = dataclasses.replace(QH9_DYNAMIC, smiles=("O", "N"), frames_per_molecule=3)
     report = make_dataset(recipe, tmp_path / "dyn", 5, progress=False)
     recs, meta = _records(tmp_path / "dyn")
-    assert report.stored == 5 and meta[K.META_XC] == "b3lyp"
+    assert report.stored == 5 and meta[K.META_XC] == "b3lyp5"
     assert [r[K.SOURCE_ID] for r in recs] == [
-        "qm9like/00000/O/frame/000", "qm9like/00000/O/frame/001", "qm9like/00000/O/frame/002",
-        "qm9like/00001/N/frame/000", "qm9like/00001/N/frame/001"]
+        "smiles/00000/O/frame/000", "smiles/00000/O/frame/001", "smiles/00000/O/frame/002",
+        "smiles/00001/N/frame/000", "smiles/00001/N/frame/001"]
     geo = meta[K.META_SPLITS]["geometry"]
     assert sorted(sum(geo.values(), [])) == list(range(5))
     mol = meta[K.META_SPLITS]["mol"]  # 2 molecules: int(0.8*2)=1 train, 0 val, 1 test
@@ -198,19 +198,98 @@ def test_qh9_dynamic_small(tmp_path):
     assert {len(mol["train"]), len(mol["test"])} == {2, 3}
 
 
-def test_qh9_stable_geometries_and_limits():
+def test_qh9_stable_takes_qm9_molecules_and_geometries():
+    """The qh9-stable recipe labels QM9's own molecules at QM9's geometries."""
+    from data_tools import qm9
     from data_tools.recipes import geometries
 
+    table = qm9.qm9_table()
+    assert len(table) == 130_831 == qm9.QM9_SIZE
+    # QM9 molecule 3 is water; its QM9 geometry (Angstrom) as printed in dsgdb9nsd_000003.xyz
+    water = geometries(dataclasses.replace(QH9_STABLE, qm9_ids=(3,)), 1)[0]
+    assert water.source_id == "dsgdb9nsd_000003" and water.group == 2
+    np.testing.assert_array_equal(water.Z, [8, 1, 1])
+    np.testing.assert_allclose(water.pos[0], [-0.0343604951, 0.9775395708, 0.0076015923])
     geoms = geometries(QH9_STABLE, 4)
     assert len({g.source_id for g in geoms}) == 4
     for g in geoms:
-        assert set(g.Z.tolist()) <= {1, 6, 7, 8, 9} and (g.Z > 1).sum() <= 9
-        d = np.linalg.norm(g.pos[:, None] - g.pos[None], axis=-1) + np.eye(len(g.Z)) * 9
-        assert d.min() > 0.9  # an MMFF-relaxed structure: no clashes
+        assert set(g.Z.tolist()) <= {1, 6, 7, 8, 9} and (g.Z > 1).sum() <= 5
+        assert g.source_id == qm9.source_id(table.qm9_id[g.group])
+        assert len(g.Z) == table.n_atoms[g.group]
     again = geometries(QH9_STABLE, 4)
     assert all(np.array_equal(a.pos, b.pos) for a, b in zip(geoms, again))
     with pytest.raises(RecipeError, match="at most"):
         make_dataset("qh9-stable", "/nonexistent/never", QH9_STABLE.max_structures() + 1)
+    with pytest.raises(RecipeError, match="not in QM9"):
+        geometries(dataclasses.replace(QH9_STABLE, qm9_ids=(1, 4, 999999)), 3)
+
+
+def test_priority_order_is_stratified_and_prefix_stable():
+    from data_tools import qm9
+
+    heavy = qm9.qm9_table().n_heavy
+    order = qm9.priority_order(heavy, seed=9)
+    assert sorted(order.tolist()) == list(range(len(heavy)))  # a permutation
+    n_small = int((heavy <= 5).sum())
+    assert n_small == 175 and (heavy[order[:n_small]] <= 5).all()
+    nxt = heavy[order[n_small : n_small + 12]].tolist()
+    assert nxt == [6, 7, 8, 9, 6, 9] * 2
+    assert np.array_equal(order, qm9.priority_order(heavy, seed=9))
+    assert not np.array_equal(order, qm9.priority_order(heavy, seed=10))
+
+
+def test_qh9_random_split_is_qh9s_restricted():
+    """Split membership of a labeled subset equals QH9's split of all 130,831 molecules."""
+    from data_tools import splits as S
+    from data_tools.recipes import splits
+
+    rows = [0, 2, 17, 5000, 130_830, 77_777]
+    mine = splits(QH9_STABLE, [5] * len(rows), rows)["random"]
+    # QH9: RandomState(43).permutation(130831); int(0.8 n) train, int(0.1 n) val, rest test
+    perm = np.random.RandomState(43).permutation(130_831)
+    n_tr, n_va = int(0.8 * 130_831), int(0.1 * 130_831)
+    part = {int(r): "train" for r in perm[:n_tr]}
+    part.update({int(r): "val" for r in perm[n_tr : n_tr + n_va]})
+    part.update({int(r): "test" for r in perm[n_tr + n_va :]})
+    for i, r in enumerate(rows):
+        assert i in mine[part[r]]
+    assert sorted(sum(mine.values(), [])) == list(range(len(rows)))
+    assert S.restrict({"train": [3], "val": [], "test": [1]}, [1, 2, 3]) == {
+        "train": [2], "val": [], "test": [0]}
+
+
+def test_qm9_store_grows_and_ids(tmp_path, capsys):
+    """A larger --n grows a QM9 store, keeping its records; --ids labels chosen molecules."""
+    fast = SCFSettings(xc="hf", basis="sto-3g", conv_tol=1e-9)
+    recipe = dataclasses.replace(QH9_STABLE, settings=fast)
+    out = tmp_path / "grow"
+    make_dataset(recipe, out, 2, progress=False)
+    first, _ = _records(out)
+    report = make_dataset(recipe, out, 4, progress=False)
+    assert report.labeled_now == 2 and report.stored == 4
+    recs, meta = _records(out)
+    assert meta[K.META_SOURCE]["n"] == 4
+    for a, b in zip(first, recs[:2]):
+        assert a[K.SOURCE_ID] == b[K.SOURCE_ID] and np.array_equal(a[K.F], b[K.F])
+    assert len({r[K.SOURCE_ID] for r in recs}) == 4
+    # the labels are the recipe's level of theory at the QM9 geometry
+    mol = gto.M(atom=list(zip(recs[3][K.Z].tolist(), recs[3][K.POS].tolist())), basis="sto-3g",
+                verbose=0)
+    mf = scf_hf = __import__("pyscf").scf.RHF(mol)
+    scf_hf.conv_tol = 1e-12
+    mf.kernel()
+    assert np.abs(mf.get_fock() - recs[3][K.F]).max() < 1e-6
+    with pytest.raises(Exception, match="different request"):
+        make_dataset(recipe, out, 3, progress=False)  # shrinking is refused, nothing lost
+    assert len(_records(out)[0]) == 4
+    ids_out = tmp_path / "ids"
+    make_dataset(recipe, ids_out, ids=[3, 1], progress=False)
+    recs, meta = _records(ids_out)
+    assert [r[K.SOURCE_ID] for r in recs] == ["dsgdb9nsd_000003", "dsgdb9nsd_000001"]
+    assert main(["data", "make", "qh9-stable", "--out", str(tmp_path / "x"), "--ids", "1,x"]) == 2
+    assert "QM9 indices" in capsys.readouterr().err
+    assert main(["data", "make", "md17-water", "--out", str(tmp_path / "x"), "--ids", "1"]) == 2
+    assert "does not use QM9" in capsys.readouterr().err
 
 
 def test_bad_input(tmp_path, capsys):

@@ -79,7 +79,6 @@ def test_round_trip_is_bitwise(tmp_path, records):
         (lambda r: r.update(foo=1), "unknown field"),
         (lambda r: r.update({K.POS: np.zeros((2, 3))}), "shape"),
         (lambda r: r.update({K.F: np.full((24, 24), np.nan)}), "NaN"),
-        (lambda r: r.update({K.CONVERGED: False}), "did not converge"),
         (lambda r: r.update({K.Z: [8.5, 1, 1]}), "integers"),
         (lambda r: r.update({K.SOURCE_ID: ""}), "source_id"),
     ],

@@ -1,8 +1,8 @@
 """``hamnet data make|info|import|recipes``: benchmark datasets (thin CLI).
 
-    hamnet data make RECIPE --out DIR --n N [--workers K]
+    hamnet data make RECIPE --out DIR --n N [--workers K | --scheduler ADDRESS] [--device cpu|cuda]
     hamnet data info DIR
-    hamnet data import INPUT --out DIR [--format auto|qh9-sqlite|qh9-lmdb|schnorb]
+    hamnet data import INPUT --out DIR [--format auto|qh9-sqlite|qh9-lmdb|schnorb] [--xc XC]
     hamnet data recipes
 """
 
@@ -17,8 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("make", help="generate geometries, label them with PySCF, write the store")
     p.add_argument("recipe", help="recipe name (see 'hamnet data recipes')")
     p.add_argument("--out", required=True, help="dataset directory (rerun to resume)")
-    p.add_argument("--n", type=int, required=True, help="number of structures")
+    p.add_argument("--n", type=int, default=None,
+                   help="number of structures (QM9 recipes: the first N of the priority "
+                   "order; a larger N on the same --out grows the store)")
+    p.add_argument("--ids", default=None, metavar="ID,ID,...|@FILE",
+                   help="QM9 recipes: label exactly these QM9 indices (comma-separated, or "
+                   "@FILE with one per line)")
     p.add_argument("--workers", type=int, default=1, help="labeling processes (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|FILE",
+                   help="label on this Dask scheduler (tcp://host:port or a scheduler file), "
+                   "one task per structure, instead of local processes")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cpu: PySCF (default); cuda: gpu4pyscf on the labeling machines' GPU")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p = sub.add_parser("info", help="print provenance, counts and splits of a dataset")
     p.add_argument("path", help="dataset directory")
@@ -26,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="QH9 SQLite file, QH9 processed LMDB, or SchNOrb ASE db")
     p.add_argument("--out", required=True, help="new dataset directory")
     p.add_argument("--format", default="auto", help="auto (default), qh9-sqlite, qh9-lmdb, schnorb")
+    p.add_argument("--xc", default=None,
+                   help="level of theory where the file does not tell it: b3lyp5 or b3lyp "
+                   "(QH9), pbe or hf (SchNOrb); refused if it contradicts the file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("recipes", help="list the recipes with their provenance")
 
@@ -33,9 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _make(args) -> int:
     from data_tools.make import make_dataset
 
+    from data_tools.recipes import RecipeError
+
+    ids = _parse_ids(args.ids) if args.ids is not None else None
+    if ids is None and args.n is None:
+        raise RecipeError("give --n N (or --ids for a QM9 recipe)")
     try:
         report = make_dataset(
-            args.recipe, args.out, args.n, workers=args.workers, progress=not args.quiet
+            args.recipe, args.out, args.n, ids=ids, workers=args.workers,
+            progress=not args.quiet, scheduler=args.scheduler, device=args.device,
         )
     except KeyboardInterrupt:
         print(
@@ -48,10 +67,26 @@ def _make(args) -> int:
     return 0
 
 
+def _parse_ids(text: str) -> list:
+    from data_tools.recipes import RecipeError
+
+    if text.startswith("@"):
+        try:
+            text = open(text[1:]).read().replace("\n", ",")
+        except OSError as exc:
+            raise RecipeError(f"--ids {text}: cannot read ({exc.strerror})") from None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        return [int(t) for t in items]
+    except ValueError:
+        raise RecipeError(f"--ids must be comma-separated QM9 indices, got {text[:60]!r}") from None
+
+
 def _import(args) -> int:
     from data_tools.readers import import_dataset
 
-    path = import_dataset(args.input, args.out, args.format, progress=not args.quiet)
+    path = import_dataset(args.input, args.out, args.format, progress=not args.quiet,
+                          xc=args.xc)
     from hamnet.data.info import describe
 
     print(describe(path))
@@ -71,6 +106,7 @@ def _recipes(args) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from data_tools.geometry import GeometryError
+    from data_tools.label import BackendError
     from data_tools.readers.common import ReaderError
     from data_tools.recipes import RecipeError
     from hamnet.data.errors import DatasetError
@@ -86,6 +122,6 @@ def run(args: argparse.Namespace) -> int:
 
         print(describe(args.path))
         return 0
-    except (RecipeError, DatasetError, ReaderError, GeometryError) as exc:
+    except (RecipeError, DatasetError, ReaderError, GeometryError, BackendError) as exc:
         print(f"hamnet data {args.data_command}: error: {exc}", file=sys.stderr)
         return 2

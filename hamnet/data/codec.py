@@ -6,6 +6,7 @@ Layout of one encoded record (all integers little-endian)::
     4 bytes   uint32 header length H
     4 bytes   uint32 CRC-32 of header + payload
     H bytes   JSON header {"source_id": str, "arrays": [[key, dtype, shape], ...]}
+              plus the record's other text keys (keys.TEXT), each "key": str
     payload   the arrays' raw little-endian bytes, C order, in header order
 
 Only numeric and bool dtypes are accepted, so decoding never runs code. The CRC makes
@@ -70,6 +71,11 @@ def validate_record(rec: Mapping[str, Any], where: str = "record") -> dict:
     for key in K.ALL:
         if key == K.SOURCE_ID or key not in rec or rec[key] is None:
             continue
+        if key in K.TEXT:
+            if not isinstance(rec[key], str) or not rec[key]:
+                raise RecordError(f"{where}: {key!r} must be a non-empty string")
+            out[key] = rec[key]
+            continue
         out[key] = _as_array(rec, key, where)
     z, pos, f = out[K.Z], out[K.POS], out[K.F]
     if z.ndim != 1 or len(z) == 0:
@@ -90,8 +96,6 @@ def validate_record(rec: Mapping[str, Any], where: str = "record") -> dict:
     for key in K.SCALARS:
         if key in out and out[key].shape != ():
             raise RecordError(f"{where}: {key!r} must be a scalar, got shape {out[key].shape}")
-    if K.CONVERGED in out and not bool(out[K.CONVERGED]):
-        raise RecordError(f"{where}: the SCF did not converge; such structures are never stored")
     if K.NOCC in out and not 0 <= int(out[K.NOCC]) <= nao:
         raise RecordError(f"{where}: {K.NOCC!r}={int(out[K.NOCC])} is outside 0..{nao}")
     return out
@@ -100,10 +104,10 @@ def validate_record(rec: Mapping[str, Any], where: str = "record") -> dict:
 def encode(rec: Mapping[str, Any], where: str = "record") -> bytes:
     """Validate ``rec`` and encode it in the layout of this module."""
     rec = validate_record(rec, where)
-    arrays = [(k, rec[k]) for k in K.ALL if k != K.SOURCE_ID and k in rec]
+    arrays = [(k, rec[k]) for k in K.ALL if k not in K.TEXT and k in rec]
     header = json.dumps(
         {
-            K.SOURCE_ID: rec[K.SOURCE_ID],
+            **{k: rec[k] for k in K.TEXT if k in rec},
             "arrays": [[k, a.dtype.newbyteorder("<").str, list(a.shape)] for k, a in arrays],
         },
         separators=(",", ":"),
@@ -134,6 +138,7 @@ def decode(buf: bytes, where: str = "record") -> dict:
         header = json.loads(body[:hlen])
         specs = header["arrays"]
         rec: dict = {K.SOURCE_ID: str(header[K.SOURCE_ID])}
+        rec.update({k: str(header[k]) for k in K.TEXT if k in header})
         offset = hlen
         for key, dtype, shape in specs:
             dt = np.dtype(dtype)

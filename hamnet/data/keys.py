@@ -16,16 +16,25 @@ S = "S"  # (nao, nao) float64 | AO overlap (int1e_ovlp), dimensionless, PySCF AO
 ENERGY = "energy"  # () float64 | total SCF energy, Hartree
 MO_ENERGY = "mo_energy"  # (nao,) float64 | eigenvalues of F C = S C e, Hartree
 NOCC = "nocc"  # () int64 | number of doubly occupied orbitals (closed shell)
-CONVERGED = "converged"  # () bool | SCF converged (hamnet never stores False)
+CONVERGED = "converged"  # () bool | SCF converged; False only in imported sets that keep the
+#   unconverged frames of their source (QH9-dynamic), counted in META_UNCONVERGED; labels
+#   that hamnet computes itself are always converged
 CYCLES = "cycles"  # () int64 | SCF cycles used
 SECONDS = "seconds"  # () float64 | wall-clock seconds of the SCF, s
 SOURCE_ID = "source_id"  # str | where the structure comes from: molecule id, MD frame, file row
+PYSCF_VERSION = "pyscf_version"  # str | PySCF of the process that ran this SCF (a worker's)
+THREADS = "threads"  # () int64 | OpenMP threads of the process that ran this SCF
+DEVICE = "device"  # str | "cpu" (PySCF), or "cuda:<i> <GPU name>, gpu4pyscf <version>"
 
 #: Keys every record has.
 REQUIRED = (Z, POS, F, SOURCE_ID)
 #: Keys a record may have (absent when the source does not provide them).
-OPTIONAL = (S, ENERGY, MO_ENERGY, NOCC, CONVERGED, CYCLES, SECONDS)
+OPTIONAL = (
+    S, ENERGY, MO_ENERGY, NOCC, CONVERGED, CYCLES, SECONDS, THREADS, PYSCF_VERSION, DEVICE,
+)
 ALL = REQUIRED + OPTIONAL
+#: Keys whose value is a ``str`` (kept in the encoded record's header, not as arrays).
+TEXT = (SOURCE_ID, PYSCF_VERSION, DEVICE)
 
 #: dtype of each array key; scalar keys hold 0-d arrays on disk, Python scalars in memory.
 DTYPES = {
@@ -39,8 +48,9 @@ DTYPES = {
     CONVERGED: "bool",
     CYCLES: "int64",
     SECONDS: "float64",
+    THREADS: "int64",
 }
-SCALARS = (ENERGY, NOCC, CONVERGED, CYCLES, SECONDS)
+SCALARS = (ENERGY, NOCC, CONVERGED, CYCLES, SECONDS, THREADS)
 
 #: Unit of each key, as written into the metadata of every dataset.
 UNITS = {
@@ -63,6 +73,8 @@ META_HAMNET_VERSION = "hamnet_version"  # str
 META_PYSCF_VERSION = "pyscf_version"  # str | PySCF that computed (or that reads) the labels
 META_RECIPE = "recipe"  # str | recipe name, or "import:<format>"
 META_XC = "xc"  # str | exchange-correlation functional, e.g. "pbe", "b3lyp"
+META_XC_SOURCE = "xc_source"  # str | the functional as the source program named it (QH9: "b3lyp")
+META_SOURCE_PYSCF_VERSION = "source_pyscf_version"  # str | PySCF that computed imported labels
 META_XC_DEFINITION = "xc_definition"  # str | the functional as the PySCF in use parses it
 META_BASIS = "basis"  # str | PySCF basis name, e.g. "def2-svp"
 META_GRID_LEVEL = "grid_level"  # int or None | PySCF grids.level
@@ -76,6 +88,8 @@ META_PROVENANCE = "provenance"  # str | where the data come from, how they were 
 META_DEVIATIONS = "deviations"  # str | how this set differs from the published one
 META_SOURCE = "source"  # dict | recipe parameters or imported file and format
 META_FAILED = "failed"  # int | structures whose SCF failed (counted, never stored)
+META_UNCONVERGED = "unconverged"  # list[int] or None | indices of records whose source SCF did
+#   not converge (kept, CONVERGED False); len() is their count; None: the source does not say
 META_CREATED = "created"  # str | ISO time of finalization
 META_COMPLETE = "complete"  # bool | False while a make is still running or was interrupted
 
