@@ -164,7 +164,7 @@ def _create(recipe: Recipe, n: int, path: Path, progress: bool, calculator) -> N
         (tmp / "owner.pid").write_text(str(os.getpid()))
         store.write_meta(_plan_metadata(recipe, n))
         desc = f"{recipe.name} geometries"
-        with tqdm(total=n, desc=desc, unit="geom", disable=not progress) as bar:
+        with tqdm(total=n, desc=desc, unit="geom", disable=None if progress else True) as bar:
             geoms = geometries(recipe, n, progress=bar.update, calculator=calculator)
         store.put_many((slot_key(PLAN_PREFIX, i), _encode_plan(g)) for i, g in enumerate(geoms))
         store.close()
@@ -204,7 +204,7 @@ def _extend_plan(recipe, n_old, n, path, store, meta, progress) -> dict:
     entries, the new request and ``complete = False`` are written in ONE transaction,
     so an interrupted extension resumes like any make, and no record is touched.
     """
-    with tqdm(total=n, desc=f"{recipe.name} geometries", unit="geom", disable=not progress) as bar:
+    with tqdm(total=n, desc=f"{recipe.name} geometries", unit="geom", disable=None if progress else True) as bar:
         geoms = geometries(recipe, n, progress=bar.update)
     for i in range(n_old):
         old = _decode_plan(store.get(slot_key(PLAN_PREFIX, i)))
@@ -221,6 +221,43 @@ def _extend_plan(recipe, n_old, n, path, store, meta, progress) -> dict:
     store.put_many(items + [(META_KEY, json.dumps(meta, sort_keys=True).encode())])
     log.info("%s: growing from %d to %d planned structures", recipe.name, n_old, n)
     return meta
+
+
+_LEVEL_KEYS = (K.META_XC, K.META_BASIS, K.META_GRID_LEVEL, K.META_CONV_TOL, K.META_CONV_TOL_GRAD)
+
+
+def _reuse_records(reuse, meta: dict, plan: dict, pending: list, store: Store) -> set:
+    """Copy into ``store`` the pending structures that ``reuse`` already labeled.
+
+    Only from a finished store at the same level of theory (functional, basis, grid,
+    thresholds), and only records whose atoms and positions equal the plan's exactly.
+    Returns the copied task indices; each copy is its own transaction, as a label is.
+    """
+    from hamnet.data.codec import decode
+
+    other = Store(reuse)  # read-only; finished or not (an interrupted make's records count)
+    try:
+        theirs = {k: other.read_meta().get(k) for k in _LEVEL_KEYS}
+        ours = {k: meta.get(k) for k in _LEVEL_KEYS}
+        if theirs != ours:
+            diff = [k for k in _LEVEL_KEYS if theirs[k] != ours[k]]
+            raise DatasetError(f"--reuse {reuse}: another level of theory (differs in {diff})")
+        records = {}
+        for key in other.keys(REC_PREFIX):
+            rec = decode(other.get(key), where=f"{reuse} {key.decode()}")
+            records.setdefault(rec[K.SOURCE_ID], rec)
+    finally:
+        other.close()
+    copied = set()
+    for i in pending:
+        rec = records.get(plan[i].source_id)
+        if rec is None:
+            continue
+        if np.array_equal(rec[K.Z], plan[i].Z) and np.array_equal(rec[K.POS], plan[i].pos):
+            store.put(slot_key(REC_PREFIX, i), encode(rec, f"task {i}"))
+            copied.add(i)
+    log.info("reused %d labeled structures from %s", len(copied), reuse)
+    return copied
 
 
 # ---- labeling ------------------------------------------------------------------------
@@ -291,8 +328,7 @@ def _exclusive(path: Path):
 def _logfile(path: Path):
     handler = logging.FileHandler(path / LOG_NAME)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.addHandler(handler)  # the level is the application's (hamnet.cli sets INFO)
     try:
         yield
     finally:
@@ -311,6 +347,7 @@ def make_dataset(
     calculator=None,
     scheduler: Optional[str] = None,
     device: str = "cpu",
+    reuse=None,
 ) -> MakeReport:
     """Make (or resume) the dataset of ``recipe`` with ``n`` structures at ``out``.
 
@@ -336,6 +373,9 @@ def make_dataset(
         (:mod:`data_tools.cluster`), instead of on local processes.
     device : str
         ``"cpu"`` (PySCF) or ``"cuda"`` (gpu4pyscf, on the labeling processes' GPU).
+    reuse : str or Path, optional
+        A store at the same level of theory (finished or interrupted): a planned structure found there
+        (same ``source_id``, identical atoms and positions) is copied, not relabeled.
 
     Raises
     ------
@@ -369,13 +409,13 @@ def make_dataset(
     try:
         with _exclusive(path), _logfile(path):
             return _label_and_finalize(recipe, n, path, store, workers, progress, t0,
-                                       scheduler=scheduler, device=device)
+                                       scheduler=scheduler, device=device, reuse=reuse)
     finally:
         store.close()
 
 
 def _label_and_finalize(recipe, n, path, store, workers, progress, t0, *, scheduler=None,
-                        device="cpu") -> MakeReport:
+                        device="cpu", reuse=None) -> MakeReport:
     meta = store.read_meta()
     want = _request(recipe, n)
     have = meta.get(K.META_SOURCE) or {}
@@ -393,13 +433,16 @@ def _label_and_finalize(recipe, n, path, store, workers, progress, t0, *, schedu
         raise DatasetError(f"{path}: the geometry plan is incomplete ({len(plan)} of {n})")
     done = set(store.slots(REC_PREFIX)) | set(store.slots(FAIL_PREFIX))
     pending = [i for i in range(n) if i not in done]
+    if reuse is not None and pending:
+        copied = _reuse_records(reuse, meta, plan, pending, store)
+        pending = [i for i in pending if i not in copied]
     log.info("%s: %d planned, %d already done, %d to label with %s", recipe.name, n, len(done),
              len(pending), f"{workers} worker(s)" if scheduler is None else f"Dask {scheduler}")
     report = MakeReport(path, recipe.name, n, 0, 0, 0, 0.0)
     tasks = [(i, plan[i].Z, plan[i].pos, plan[i].source_id, recipe.settings, True, device)
              for i in pending]
     with tqdm(total=n, initial=n - len(pending), desc=recipe.name, unit="struct",
-              disable=not progress) as bar:
+              disable=None if progress else True) as bar:
         for res in _results(tasks, workers, scheduler, device):
             if res.record is not None:
                 store.put(slot_key(REC_PREFIX, res.task), encode(res.record, f"task {res.task}"))

@@ -159,15 +159,20 @@ def _parse_xyz(text: str) -> list:
     return [[float(v) for v in atom.split(",")] for atom in inner.split("],[")]
 
 
-def priority_order(n_heavy: np.ndarray, seed: int = 9, pattern: Sequence[int] = (6, 7, 8, 9, 6, 9)):
+#: One round of :func:`priority_order`: heavy-atom strata, 5 standing for "at most 5".
+PRIORITY_PATTERN = (5, 6, 5, 7, 5, 8, 5, 9)
+
+
+def priority_order(n_heavy: np.ndarray, seed: int = 9, pattern: Sequence[int] = PRIORITY_PATTERN):
     """Rows in the order the ``qh9-stable`` recipe labels them.
 
-    First every molecule with at most 5 heavy atoms (175 of them, a few seconds each),
-    in a seeded random order. Then the 6-, 7-, 8- and 9-heavy-atom molecules, each
-    stratum in its own seeded random order, interleaved by repeating ``pattern`` (one
-    molecule of the named stratum per entry; an exhausted stratum is skipped). Every
-    prefix is therefore a stratified random sample, and a longer request extends a
-    shorter one.
+    The molecules are grouped into strata by heavy atoms: at most 5 (175 molecules,
+    written 5 in ``pattern``), 6, 7, 8 and 9. Each stratum is put in its own seeded random
+    order, and the strata are interleaved by repeating ``pattern``, one molecule of the
+    named stratum per entry (an exhausted stratum is skipped). With the default pattern
+    half of every prefix are small, cheap molecules and the other half spread evenly over
+    6-9 heavy atoms, QM9's typical sizes; every prefix is a stratified random sample, and
+    a longer request extends a shorter one.
 
     Parameters
     ----------
@@ -176,29 +181,27 @@ def priority_order(n_heavy: np.ndarray, seed: int = 9, pattern: Sequence[int] = 
     seed : int
         Seed of the legacy ``RandomState`` (stable across numpy versions).
     pattern : sequence of int
-        Heavy-atom counts, one round of the interleaving.
+        Strata, one round of the interleaving.
 
     Returns
     -------
     (n,) int64
         A permutation of ``range(n)``.
     """
-    n_heavy = np.asarray(n_heavy)
+    n_heavy = np.minimum(np.asarray(n_heavy), 9)
+    stratum = np.maximum(n_heavy, 5)  # 5 stands for "at most 5"
     rng = np.random.RandomState(seed)
-    small = np.where(n_heavy <= 5)[0]
-    order = [small[rng.permutation(len(small))]]
     strata = {}
-    for k in sorted(set(pattern)):
-        rows = np.where(n_heavy == k)[0]
+    for k in sorted(set(pattern) | set(np.unique(stratum).tolist())):
+        rows = np.where(stratum == k)[0]
         strata[k] = list(rows[rng.permutation(len(rows))])
-    rest = np.where((n_heavy > 5) & ~np.isin(n_heavy, list(strata)))[0]
     pos = {k: 0 for k in strata}
-    inter = []
-    while any(pos[k] < len(strata[k]) for k in strata):
+    order = []
+    while any(pos[k] < len(strata[k]) for k in pattern):
         for k in pattern:
             if pos[k] < len(strata[k]):
-                inter.append(strata[k][pos[k]])
+                order.append(strata[k][pos[k]])
                 pos[k] += 1
-    order.append(np.asarray(inter, dtype=np.int64))
-    order.append(rest[rng.permutation(len(rest))])
-    return np.concatenate(order).astype(np.int64)
+    for k in strata:  # strata the pattern does not name, in order, at the end
+        order += strata[k][pos[k]:]
+    return np.asarray(order, dtype=np.int64)

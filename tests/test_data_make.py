@@ -213,7 +213,7 @@ def test_qh9_stable_takes_qm9_molecules_and_geometries():
     geoms = geometries(QH9_STABLE, 4)
     assert len({g.source_id for g in geoms}) == 4
     for g in geoms:
-        assert set(g.Z.tolist()) <= {1, 6, 7, 8, 9} and (g.Z > 1).sum() <= 5
+        assert set(g.Z.tolist()) <= {1, 6, 7, 8, 9} and (g.Z > 1).sum() <= 9
         assert g.source_id == qm9.source_id(table.qm9_id[g.group])
         assert len(g.Z) == table.n_atoms[g.group]
     again = geometries(QH9_STABLE, 4)
@@ -230,10 +230,11 @@ def test_priority_order_is_stratified_and_prefix_stable():
     heavy = qm9.qm9_table().n_heavy
     order = qm9.priority_order(heavy, seed=9)
     assert sorted(order.tolist()) == list(range(len(heavy)))  # a permutation
-    n_small = int((heavy <= 5).sum())
-    assert n_small == 175 and (heavy[order[:n_small]] <= 5).all()
-    nxt = heavy[order[n_small : n_small + 12]].tolist()
-    assert nxt == [6, 7, 8, 9, 6, 9] * 2
+    assert int((heavy <= 5).sum()) == 175
+    strata = np.maximum(heavy[order[:80]], 5).tolist()
+    assert strata == [5, 6, 5, 7, 5, 8, 5, 9] * 10
+    # once the small molecules are exhausted (after 175 rounds), 6-9 continue in turn
+    assert (heavy[order[175 * 2 : 175 * 2 + 8]] > 5).all()
     assert np.array_equal(order, qm9.priority_order(heavy, seed=9))
     assert not np.array_equal(order, qm9.priority_order(heavy, seed=10))
 
@@ -282,6 +283,16 @@ def test_qm9_store_grows_and_ids(tmp_path, capsys):
     with pytest.raises(Exception, match="different request"):
         make_dataset(recipe, out, 3, progress=False)  # shrinking is refused, nothing lost
     assert len(_records(out)[0]) == 4
+    # a new store of other molecules reuses what an earlier store labeled, relabels the rest
+    both = tmp_path / "both"
+    report = make_dataset(recipe, both, ids=[3, int(recs[1][K.SOURCE_ID][-6:])], progress=False,
+                          reuse=out)
+    assert report.labeled_now == 1  # water is new; the other record is copied
+    again, _ = _records(both)
+    np.testing.assert_array_equal(again[1][K.F], recs[1][K.F])
+    other_level = dataclasses.replace(recipe, settings=SCFSettings(xc="hf", basis="6-31g"))
+    with pytest.raises(Exception, match="another level of theory"):
+        make_dataset(other_level, tmp_path / "nope", ids=[3], progress=False, reuse=out)
     ids_out = tmp_path / "ids"
     make_dataset(recipe, ids_out, ids=[3, 1], progress=False)
     recs, meta = _records(ids_out)

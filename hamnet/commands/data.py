@@ -13,6 +13,8 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hamnet.commands import add_quiet
+
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = sub.add_parser("make", help="generate geometries, label them with PySCF, write the store")
     p.add_argument("recipe", help="recipe name (see 'hamnet data recipes')")
@@ -20,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None,
                    help="number of structures (QM9 recipes: the first N of the priority "
                    "order; a larger N on the same --out grows the store)")
+    p.add_argument("--reuse", default=None, metavar="STORE",
+                   help="copy structures already labeled in this finished store (same level "
+                   "of theory, identical geometry) instead of relabeling them")
     p.add_argument("--ids", default=None, metavar="ID,ID,...|@FILE",
                    help="QM9 recipes: label exactly these QM9 indices (comma-separated, or "
                    "@FILE with one per line)")
@@ -29,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "one task per structure, instead of local processes")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="cpu: PySCF (default); cuda: gpu4pyscf on the labeling machines' GPU")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p = sub.add_parser("info", help="print provenance, counts and splits of a dataset")
     p.add_argument("path", help="dataset directory")
     p = sub.add_parser("import", help="import a public QH9 / SchNOrb file into a new dataset")
@@ -39,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--xc", default=None,
                    help="level of theory where the file does not tell it: b3lyp5 or b3lyp "
                    "(QH9), pbe or hf (SchNOrb); refused if it contradicts the file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     sub.add_parser("recipes", help="list the recipes with their provenance")
 
 
@@ -55,6 +60,7 @@ def _make(args) -> int:
         report = make_dataset(
             args.recipe, args.out, args.n, ids=ids, workers=args.workers,
             progress=not args.quiet, scheduler=args.scheduler, device=args.device,
+            reuse=args.reuse,
         )
     except KeyboardInterrupt:
         print(
@@ -105,23 +111,15 @@ def _recipes(args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_tools.geometry import GeometryError
-    from data_tools.label import BackendError
-    from data_tools.readers.common import ReaderError
-    from data_tools.recipes import RecipeError
-    from hamnet.data.errors import DatasetError
+    # Errors (RecipeError, DatasetError, ReaderError, GeometryError, BackendError: all
+    # hamnet.errors.HamnetError) are reported by hamnet.cli.main as `hamnet data ACTION: error: ...`.
+    if args.data_command == "make":
+        return _make(args)
+    if args.data_command == "import":
+        return _import(args)
+    if args.data_command == "recipes":
+        return _recipes(args)
+    from hamnet.data.info import describe
 
-    try:
-        if args.data_command == "make":
-            return _make(args)
-        if args.data_command == "import":
-            return _import(args)
-        if args.data_command == "recipes":
-            return _recipes(args)
-        from hamnet.data.info import describe
-
-        print(describe(args.path))
-        return 0
-    except (RecipeError, DatasetError, ReaderError, GeometryError, BackendError) as exc:
-        print(f"hamnet data {args.data_command}: error: {exc}", file=sys.stderr)
-        return 2
+    print(describe(args.path))
+    return 0
