@@ -11,8 +11,9 @@ the same wall time), on the test part of the run's split:
 * inference time per structure (``predict_batch`` in batches of ``--batch-size``, after a
   warm-up), raw and averaged.
 
-Writes a JSON (``--out``) and prints a markdown table. SCF cycles come from
-``benchmarks/scf_speedup.py --model CKPT [--average ORDER]``.
+Writes a JSON (``--out``), a chart next to it (``OUT.png``: equivariance error per block
+type and time per structure against the number of rotations) and prints a markdown table.
+SCF cycles come from ``benchmarks/scf_speedup.py --model CKPT [--average ORDER]``.
 
     OMP_NUM_THREADS=1 python benchmarks/symmetry_benchmark.py runs/sym-water-tg runs/sym-water-pet \\
         --orders 3 5 --out runs/symmetry-water.json
@@ -75,11 +76,17 @@ def main(argv=None) -> int:
                   f"eps_occ {sym['eps_occ']['mean_uHa']:.4g} uHa, {row['seconds_per_structure'] * 1e3:.2f} ms/structure",
                   flush=True)
         results[run] = res
+        meta = ds.metadata
+        data_label = (f"{Path(ds.path).name} ({meta.get(DK.META_RECIPE)}, {meta.get(DK.META_XC)}/{meta.get(DK.META_BASIS)}), "
+                      f"test part: {len(idx)} structures, error on {len(sym_mols)} x {args.rotations} rotations")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     tmp.replace(out)
+    from hamnet.plots import write_symmetry_chart
+
+    chart = write_symmetry_chart(results, out, data_label)  # error and cost against averaging rotations
     print("\n| model | grid (rotations) | H MAE uHa | eps_occ MAE uHa | equiv. error mean / max uHa | "
           "eps_occ change uHa | grid spread mean uHa | ms / structure |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -91,7 +98,7 @@ def main(argv=None) -> int:
             print(f"| {res['backbone']}{'+TG' if res['tracegrad'] else ''} | {grid} | {row['metrics']['H_mae']:.1f} | "
                   f"{row['metrics']['eps_occ_mae']:.1f} | {sym['mean_uHa']:.3g} / {sym['max_uHa']:.3g} | "
                   f"{sym['eps_occ']['mean_uHa']:.3g} | {spread} | {row['seconds_per_structure'] * 1e3:.2f} |")
-    print(f"wrote {out}")
+    print(f"wrote {out} and {chart}")
     return 0
 
 
