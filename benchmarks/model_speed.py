@@ -3,8 +3,10 @@
 For TraceGrad on and off, with the default hyperparameters of ``hamnet.build_model``:
 forward and forward+backward time per molecule, parameter count, and peak memory.
 Each configuration runs in a fresh subprocess so that peak-memory numbers do not mix.
+``--backbone`` compares backbones side by side (e.g. ``equivariant so2``).
 
     OMP_NUM_THREADS=1 python benchmarks/model_speed.py                 # CPU, 1 thread
+    OMP_NUM_THREADS=1 python benchmarks/model_speed.py --backbone equivariant so2
     python benchmarks/model_speed.py --device cuda --batch-size 1 8    # GPU
 
 Memory: on CUDA, ``torch.cuda.max_memory_allocated`` during the timed loops; on CPU, the
@@ -45,18 +47,20 @@ def _rss_mib() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_one(tracegrad: bool, device: str, batch_size: int, repeat: int, dtype: str) -> dict:
+def run_one(tracegrad: bool, device: str, batch_size: int, repeat: int, dtype: str,
+            backbone: str = "equivariant") -> dict:
     import numpy as np
     import torch
 
-    from hamnet import keys as K
+    from hamnet import graph_keys as GK
     from hamnet.graph import collate, molecule_graph, to_device
     from hamnet.loss import HamiltonianLoss
     from hamnet.model import build_model
 
     torch.manual_seed(0)
     Z, pos = geometry(SMILES)
-    model = build_model("def2-svp", ["H", "C", "N", "O", "F"], tracegrad=tracegrad, dtype=getattr(torch, dtype))
+    model = build_model("def2-svp", ["H", "C", "N", "O", "F"], tracegrad=tracegrad, dtype=getattr(torch, dtype),
+                        backbone=backbone)
     model.to(device).train()
     rng = np.random.default_rng(0)
     nao = model.basis.layout(Z).nao
@@ -75,7 +79,7 @@ def run_one(tracegrad: bool, device: str, batch_size: int, repeat: int, dtype: s
 
     def forward_backward():
         model.zero_grad(set_to_none=True)
-        loss_fn(model(batch), batch)[K.LOSS].backward()
+        loss_fn(model(batch), batch)[GK.LOSS].backward()
 
     for fn in (forward, forward_backward):  # warm-up (e3nn code generation, CUDA kernels)
         fn()
@@ -93,6 +97,7 @@ def run_one(tracegrad: bool, device: str, batch_size: int, repeat: int, dtype: s
         sync()
         times[name] = (time.perf_counter() - t0) / repeat / batch_size
     res = {
+        "backbone": backbone,
         "tracegrad": tracegrad,
         "device": device if not device.startswith("cuda") else torch.cuda.get_device_name(),
         "dtype": dtype,
@@ -118,28 +123,30 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, nargs="+", default=[1])
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--json", help="also write the results to this file")
-    p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)  # tracegrad batch_size: internal
+    p.add_argument("--backbone", nargs="+", default=["equivariant"], help="backbones to compare (default equivariant)")
+    p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)  # tracegrad batch_size backbone: internal
     args = p.parse_args(argv)
     if args._child:
-        tg, bs, _ = args._child
-        print(json.dumps(run_one(tg == "1", args.device, int(bs), args.repeat, args.dtype)))
+        tg, bs, backbone = args._child
+        print(json.dumps(run_one(tg == "1", args.device, int(bs), args.repeat, args.dtype, backbone)))
         return 0
     rows = []
     for bs in args.batch_size:
-        for tg in (True, False):
-            cmd = [sys.executable, __file__, "--device", args.device, "--dtype", args.dtype,
-                   "--repeat", str(args.repeat), "--_child", "1" if tg else "0", str(bs), "x"]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(
-                f"tracegrad={str(r['tracegrad']):5} batch={bs:2d} params={r['parameters']:,} "
-                f"forward={r['forward_ms_per_mol']:.1f} ms/mol "
-                f"forward+backward={r['forward_backward_ms_per_mol']:.1f} ms/mol "
-                f"peak_rss={r['peak_rss_mib']:.0f} MiB (+{r['rss_growth_mib']:.0f})"
-                + (f" peak_cuda={r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else ""),
-                flush=True,
-            )
+        for backbone in args.backbone:
+            for tg in (True, False):
+                cmd = [sys.executable, __file__, "--device", args.device, "--dtype", args.dtype,
+                       "--repeat", str(args.repeat), "--_child", "1" if tg else "0", str(bs), backbone]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                rows.append(json.loads(out.strip().splitlines()[-1]))
+                r = rows[-1]
+                print(
+                    f"{backbone:11} tracegrad={str(r['tracegrad']):5} batch={bs:2d} params={r['parameters']:,} "
+                    f"forward={r['forward_ms_per_mol']:.1f} ms/mol "
+                    f"forward+backward={r['forward_backward_ms_per_mol']:.1f} ms/mol "
+                    f"peak_rss={r['peak_rss_mib']:.0f} MiB (+{r['rss_growth_mib']:.0f})"
+                    + (f" peak_cuda={r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else ""),
+                    flush=True,
+                )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -23,6 +23,7 @@ the first molecule, one untimed single-cycle run of each kind warms up the libra
 
 Results go to ``--out`` (JSON), rewritten atomically after each molecule; running the
 same command again skips the molecules already there, so an interrupted run resumes.
+At the end a chart goes next to it (``OUT.png``, :func:`hamnet.plots.write_scf_chart`).
 
 Example::
 
@@ -34,10 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
+from dataclasses import asdict
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -157,17 +157,9 @@ def benchmark_molecule(mol, hamnet_guess: Callable, *, name, guesses, xc, settin
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from hamnet.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def load_results(path: Path, settings: dict) -> dict:
@@ -199,9 +191,23 @@ def summarize(res: dict) -> dict:
         "achieved": {g: mean(m["achieved"][g] for m in mols) for g in baselines},
         "optimal": {g: mean(m["optimal"][g] for m in mols) for g in baselines},
         "max_abs_dE": max(abs(v) for m in mols for v in m["dE_vs_default"].values()),
+        "converged_rate": {g: mean(float(m["runs"][g]["converged"]) for m in mols) for g in names},
+        "worst": _worst(res["molecules"], names[-1]),
+        "guard_fallbacks": sum(m.get("guard", {}).get("used") == "minao" for m in mols),
+        "guard_s": mean(m.get("guard", {}).get("seconds", 0.0) for m in mols),
         "all_energy_ok": all(m["energy_ok"] for m in mols),
         "all_converged": all(m["converged"] for m in mols),
     }
+
+
+def _worst(molecules: dict, name: str) -> dict:
+    """The molecule where ``name`` needs the most cycles more than minao."""
+    key = max(molecules, key=lambda k: molecules[k]["runs"][name]["cycles"]
+              - molecules[k]["runs"][DEFAULT_GUESS]["cycles"])
+    runs = molecules[key]["runs"]
+    return {"molecule": key, "cycles": runs[name]["cycles"],
+            f"cycles_{DEFAULT_GUESS}": runs[DEFAULT_GUESS]["cycles"],
+            "extra_cycles": runs[name]["cycles"] - runs[DEFAULT_GUESS]["cycles"]}
 
 
 def format_summary(res: dict) -> str:
@@ -230,7 +236,14 @@ def format_summary(res: dict) -> str:
             f"{hamnet}: {s['cycles'][hamnet]:.2f} cycles, {s['wall_s'][hamnet]:.3f} s on average",
             f"max |E - E({DEFAULT_GUESS})| over all runs: {s['max_abs_dE']:.2e} Ha "
             f"({'all within' if s['all_energy_ok'] else 'NOT all within'} {ENERGY_TOL:.0e} Ha); "
-            f"{'all' if s['all_converged'] else 'NOT all'} SCFs converged"]
+            f"{'all' if s['all_converged'] else 'NOT all'} SCFs converged",
+            f"worst molecule for {hamnet}: {s['worst']['molecule']} "
+            f"({s['worst']['cycles']} cycles vs {s['worst'][f'cycles_{DEFAULT_GUESS}']} from "
+            f"{DEFAULT_GUESS}, {s['worst']['extra_cycles']:+d})"]
+    if res["settings"].get("guard"):
+        out.append(f"guard: fell back to {DEFAULT_GUESS} on {s['guard_fallbacks']} of "
+                   f"{s['n_molecules']} molecules; {s['guard_s']:.3f} s per molecule "
+                   f"(included in {hamnet}'s wall time)")
     return "\n".join(out)
 
 
@@ -257,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--average", type=int, default=None, metavar="ORDER",
                    help="with --model: predict with the model averaged over a rotation grid of Lebedev "
                         "degree ORDER (hamnet.symmetry.RotationAveraged; its cost counts in the wall time)")
+    p.add_argument("--no-guard", action="store_true",
+                   help="with --model: use the prediction even where the guard of "
+                        "hamnet.scf.predict_guess would fall back to minao")
     p.add_argument("--basis", help="PySCF basis for --xyz")
     p.add_argument("--xc", help="functional for --xyz ('HF' for Hartree-Fock)")
     p.add_argument("--charge", type=int, default=0, help="charge for --xyz")
@@ -312,6 +328,7 @@ def main(argv=None, *, model=None) -> int:
     provenance = {**source, "xc": xc, "basis": basis, "guesses": guesses, "hamnet": name,
                   "oracle_noise": args.oracle_noise,
                   "model": None if args.oracle else str(args.model), "repeat": args.repeat,
+                  "guard": not (args.oracle or args.no_guard),
                   **({"average": args.average} if args.average is not None else {}),
                   **settings}
     out = Path(args.out)
@@ -329,20 +346,29 @@ def main(argv=None, *, model=None) -> int:
                 fock = fock + symmetric_noise(fock.shape[-1], args.oracle_noise)
             hamnet_guess = (lambda f: lambda mf: guess_dm(mf, f))(fock)
         else:
-            hamnet_guess = model_guess(model)
+            guard_reports: list = []
+            hamnet_guess = model_guess(model, guard=not args.no_guard, reports=guard_reports)
         if not warmed:  # first-call costs (library set-up, model warm-up) count for nobody
             run_scf(mol, DEFAULT_GUESS, xc=xc, **{**settings, "max_cycle": 1})
             run_scf(mol, hamnet_guess, xc=xc, **{**settings, "max_cycle": 1})
             warmed = True
+        if not args.oracle:
+            guard_reports.clear()  # the warm-up run above made one
         res["molecules"][key] = benchmark_molecule(
             mol, hamnet_guess, name=name, guesses=guesses, xc=xc, settings=settings,
             repeat=args.repeat,
         )
+        if not args.oracle and guard_reports:
+            res["molecules"][key]["guard"] = asdict(guard_reports[0])
         res["summary"] = summarize(res)
         _write_json_atomic(out, res)
     res["summary"] = summarize(res)
     _write_json_atomic(out, res)
     print(format_summary(res))
+    if res["molecules"]:
+        from hamnet.plots import write_scf_chart
+
+        print(f"wrote {out} and {write_scf_chart(res, out)}")  # mean cycles / wall time per guess, per-molecule scatter
     s = res["summary"]
     return 0 if s and s["all_energy_ok"] and s["all_converged"] else 1
 

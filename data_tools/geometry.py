@@ -15,8 +15,10 @@ from typing import Callable, Optional
 import numpy as np
 from pyscf.data import nist
 
+from hamnet.errors import HamnetError
 
-class GeometryError(RuntimeError):
+
+class GeometryError(HamnetError, RuntimeError):
     """A geometry could not be generated (bad SMILES, failed embedding or MD)."""
 
 
@@ -86,12 +88,9 @@ def _one_openmp_thread() -> None:
     # tblite runs on the system libgomp, whose default is one thread per core. For
     # molecules of <= 30 atoms threads only add overhead, and on a shared machine
     # they oversubscribe the cores (measured: 15x slower on 2 busy cores).
-    import ctypes
+    from threadpoolctl import threadpool_limits
 
-    try:
-        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(1)
-    except (OSError, AttributeError):  # another OpenMP runtime: leave it alone
-        pass
+    threadpool_limits(limits=1, user_api="openmp")  # every OpenMP runtime loaded in this process
 
 
 def _thermalize(atoms, temperature_K: float, rng: np.random.Generator) -> None:

@@ -24,6 +24,8 @@ import numpy as np
 import scipy.linalg
 
 from hamnet.data import keys as K
+from hamnet.errors import HamnetError
+from hamnet.molecule import build_mole
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class SCFFailed(RuntimeError):
     """The SCF of one structure did not converge (the structure is not stored)."""
 
 
-class BackendError(ValueError):
+class BackendError(HamnetError, ValueError):
     """The labeling backend asked for (``--device``, ``--scheduler``) cannot be used."""
 
 
@@ -107,7 +109,7 @@ def _cuda_device() -> str:
         raise BackendError(f"--device cuda: no usable CUDA device ({why}); use --device cpu")
     try:
         import gpu4pyscf
-        from gpu4pyscf import dft  # noqa: F401  (what run_scf uses)
+        from gpu4pyscf import dft  # noqa: F401  (what label_structure uses)
     except Exception as exc:
         raise BackendError(
             f"--device cuda: gpu4pyscf cannot be imported ({_one_line(exc)}); install the "
@@ -135,18 +137,7 @@ def _host(a) -> np.ndarray:
     return np.asarray(a if isinstance(a, np.ndarray) else a.get() if hasattr(a, "get") else a)
 
 
-def build_mole(Z, pos, basis: str, charge: int = 0):
-    """PySCF ``Mole`` of a neutral closed-shell structure; ``pos`` in Angstrom."""
-    from pyscf import gto
-
-    Z = np.asarray(Z, dtype=int)
-    pos = np.asarray(pos, dtype=np.float64)
-    atom = [(int(z), tuple(float(x) for x in p)) for z, p in zip(Z, pos)]
-    mol = gto.M(atom=atom, basis=basis, unit="Angstrom", charge=charge, spin=0, verbose=0)
-    return mol
-
-
-def run_scf(
+def label_structure(
     Z, pos, settings: SCFSettings, source_id: str, with_overlap: bool = True, device: str = "cpu"
 ) -> dict:
     """Run the SCF and return a record (keys of :mod:`hamnet.data.keys`).
@@ -174,7 +165,7 @@ def run_scf(
     from pyscf import lib
 
     where = check_device(device)
-    mol = build_mole(Z, pos, settings.basis)
+    mol = build_mole(Z, pos, settings.basis, spin=0)  # closed shell (hamnet.molecule checks the geometry)
     mf = _kohn_sham(mol, device)
     mf.xc = settings.xc
     mf.grids.level = settings.grid_level
@@ -213,6 +204,11 @@ def run_scf(
     return rec
 
 
+#: The old name (tests/test_data_cluster.py uses it); not to be confused with
+#: :func:`hamnet.scf.run_scf`, which times one SCF from one initial guess.
+run_scf = label_structure
+
+
 @dataclass
 class LabelResult:
     """Outcome of one labeling task: a record, or the reason it failed."""
@@ -228,7 +224,7 @@ def label_task(args) -> LabelResult:
     task, Z, pos, source_id, settings, with_overlap, device = args
     t0 = time.perf_counter()
     try:
-        rec = run_scf(Z, pos, settings, source_id, with_overlap, device)
+        rec = label_structure(Z, pos, settings, source_id, with_overlap, device)
         return LabelResult(task, record=rec, seconds=time.perf_counter() - t0)
     except SCFFailed as exc:
         return LabelResult(task, error=str(exc), seconds=time.perf_counter() - t0)

@@ -27,6 +27,8 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,15 +291,35 @@ def _results(tasks: list, workers: int, scheduler=None, device="cpu") -> Iterato
     try:
         with _one_thread_env():  # workers start at submit() and inherit the environment
             futures = [pool.submit(label_task, t) for t in tasks]
-        for fut in as_completed(futures):
-            yield fut.result()
-    except BaseException:  # Ctrl-C, a dead worker, or the consumer stopped: stop now
+        with _sigterm_as_exit():
+            for fut in as_completed(futures):
+                yield fut.result()
+    except BaseException:  # Ctrl-C, SIGTERM, a dead worker, or the consumer stopped: stop now
         procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in procs:
             proc.terminate()
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """Turn SIGTERM (``kill``, a batch system's time limit) into ``SystemExit`` while the
+    pool runs, so that the workers are terminated too instead of labeling on, orphaned,
+    for nobody. (``kill -9`` cannot be caught; the next run resumes all the same.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 @contextlib.contextmanager
@@ -373,8 +395,8 @@ def make_dataset(
         (:mod:`data_tools.cluster`), instead of on local processes.
     device : str
         ``"cpu"`` (PySCF) or ``"cuda"`` (gpu4pyscf, on the labeling processes' GPU).
-    reuse : str or Path, optional
-        A store at the same level of theory (finished or interrupted): a planned structure found there
+    reuse : str, Path or a list of them, optional
+        Stores at the same level of theory (finished or interrupted): a planned structure found there
         (same ``source_id``, identical atoms and positions) is copied, not relabeled.
 
     Raises
@@ -433,9 +455,10 @@ def _label_and_finalize(recipe, n, path, store, workers, progress, t0, *, schedu
         raise DatasetError(f"{path}: the geometry plan is incomplete ({len(plan)} of {n})")
     done = set(store.slots(REC_PREFIX)) | set(store.slots(FAIL_PREFIX))
     pending = [i for i in range(n) if i not in done]
-    if reuse is not None and pending:
-        copied = _reuse_records(reuse, meta, plan, pending, store)
-        pending = [i for i in pending if i not in copied]
+    for other in [reuse] if isinstance(reuse, (str, os.PathLike)) else (reuse or []):
+        if pending:
+            copied = _reuse_records(other, meta, plan, pending, store)
+            pending = [i for i in pending if i not in copied]
     log.info("%s: %d planned, %d already done, %d to label with %s", recipe.name, n, len(done),
              len(pending), f"{workers} worker(s)" if scheduler is None else f"Dask {scheduler}")
     report = MakeReport(path, recipe.name, n, 0, 0, 0, 0.0)

@@ -26,12 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
+from hamnet.errors import HamnetError
+
 #: l -> the |m| whose sign ORCA flips relative to PySCF's real spherical functions.
 ORCA_FLIPPED_ABS_M = {0: (), 1: (), 2: (), 3: (3,), 4: (3, 4)}
 MAX_L = max(ORCA_FLIPPED_ABS_M)
 
 
-class OrcaConventionError(ValueError):
+class OrcaConventionError(HamnetError, ValueError):
     """A shell whose ORCA convention hamnet does not know (l >= 5)."""
 
 

@@ -29,6 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
+from hamnet.errors import HamnetError
+
 #: Molecules in QM9 after its consistency check, = QH9-stable's size.
 QM9_SIZE = 130_831
 _PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
@@ -36,7 +38,7 @@ _SYMBOL_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 _SYMBOL_RE = re.compile(r"'([A-Za-z]{1,2})'")
 
 
-class QM9Error(RuntimeError):
+class QM9Error(HamnetError, RuntimeError):
     """qm9pack is missing, or its files are not the QM9 table hamnet expects."""
 
 

@@ -19,9 +19,10 @@ from data_tools import splits as S
 from data_tools.geometry import Geometry, GeometryError, au_time_fs, embed_smiles, md_frames
 from data_tools.label import SCFSettings
 from data_tools.qm9 import QM9_SIZE
+from hamnet.errors import HamnetError
 
 
-class RecipeError(ValueError):
+class RecipeError(HamnetError, ValueError):
     """Unknown recipe or a request a recipe cannot fulfil."""
 
 

@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from hamnet.data.splits import random_split  # noqa: F401  QH9 ``random``: the one random split
+
 #: QHNet's MD17 (train, val) counts and the size of the published SchNOrb set.
 MD17_COUNTS = {
     "water": (500, 500, 4999),
@@ -67,13 +69,6 @@ def md17_split(n: int, molecule: str, seed: int = 42) -> dict:
     tr, va, _ = md17_counts(n, molecule)
     perm = np.random.RandomState(seed).permutation(n)
     return _parts(perm[:tr], perm[tr : tr + va], perm[tr + va :])
-
-
-def random_split(n: int, seed: int = 43, ratio=(0.8, 0.1)) -> dict:
-    """QH9 ``random`` split: ``int(0.8 n)`` train, ``int(0.1 n)`` val, the rest test."""
-    n_tr, n_va = int(n * ratio[0]), int(n * ratio[1])
-    perm = np.random.RandomState(seed).permutation(n)
-    return _parts(perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :])
 
 
 def restrict(split: dict, rows: Sequence[int]) -> dict:

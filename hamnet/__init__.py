@@ -11,4 +11,8 @@ def __getattr__(name):
         from hamnet import model
 
         return getattr(model, name)
+    if name == "pretrained_models":
+        from hamnet.pretrained import pretrained_models
+
+        return pretrained_models
     raise AttributeError(f"module 'hamnet' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Atomic graphs: molecules as dicts of tensors (keys in :mod:`hamnet.keys`).
+"""Atomic graphs: molecules as dicts of tensors (keys in :mod:`hamnet.graph_keys`).
 
 A molecule becomes a graph whose nodes are its atoms and whose *pairs* are all ordered
 atom pairs ``(i, j)``, ``i != j`` (molecular Hamiltonians are dense, so every pair gets
@@ -21,8 +21,10 @@ import torch
 from pyscf import gto
 from pyscf.data import elements as pyscf_elements
 
-from hamnet import keys as K
+from hamnet import graph_keys as GK
 from hamnet.basis import BasisError, OrbitalBasis, atomic_number
+from hamnet.errors import GraphError
+from hamnet.molecule import MIN_DISTANCE, validate_geometry
 
 __all__ = [
     "GraphError",
@@ -36,13 +38,7 @@ __all__ = [
     "pair_reverse",
 ]
 
-MIN_DISTANCE = 0.1  # Angstrom; closer atoms are almost surely a unit or input mistake
-
-Graph = dict  # dict[str, torch.Tensor], keys from hamnet.keys
-
-
-class GraphError(ValueError):
-    """A molecule or batch hamnet cannot turn into a graph (the message says why)."""
+Graph = dict  # dict[str, torch.Tensor], keys from hamnet.graph_keys
 
 
 # ---- geometry input --------------------------------------------------------------------
@@ -100,56 +96,6 @@ def geometry_of(molecule) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def validate_geometry(
-    Z, pos, elements: Optional[Iterable[int]] = None, min_distance: float = MIN_DISTANCE
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check a geometry and return it as ``(Z int64 (n,), pos float64 (n, 3) Angstrom)``.
-
-    Raises
-    ------
-    GraphError
-        Empty molecule, shape mismatch, NaN/inf coordinates, an element outside
-        ``elements``, or two atoms closer than ``min_distance`` Angstrom.
-    """
-    Z = np.asarray(Z)
-    pos = np.asarray(pos, dtype=np.float64)
-    if Z.ndim != 1 or Z.size == 0:
-        raise GraphError(f"a molecule needs at least one atom; got Z of shape {Z.shape}")
-    if not np.issubdtype(Z.dtype, np.integer):
-        raise GraphError(f"atomic numbers must be integers, got dtype {Z.dtype}")
-    Z = Z.astype(np.int64)
-    if Z.min() < 1 or Z.max() >= len(pyscf_elements.ELEMENTS):
-        raise GraphError(f"atomic numbers must be 1..{len(pyscf_elements.ELEMENTS) - 1}, got {sorted(set(Z.tolist()))}")
-    if pos.shape != (len(Z), 3):
-        raise GraphError(f"positions must have shape ({len(Z)}, 3) for {len(Z)} atoms, got {pos.shape}")
-    bad = ~np.isfinite(pos).all(axis=1)
-    if bad.any():
-        raise GraphError(f"non-finite (NaN or inf) coordinates for atom(s) {np.flatnonzero(bad).tolist()}")
-    if elements is not None:
-        allowed = set(int(e) for e in elements)
-        missing = sorted(set(Z.tolist()) - allowed)
-        if missing:
-            have = ", ".join(_symbol(z) for z in sorted(allowed))
-            raise GraphError(
-                f"element(s) {', '.join(_symbol(z) for z in missing)} not supported: "
-                f"this model was built for {have}"
-            )
-    if len(Z) > 1:
-        d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
-        d[np.diag_indices(len(Z))] = np.inf
-        i, j = np.unravel_index(np.argmin(d), d.shape)
-        if d[i, j] < min_distance:
-            raise GraphError(
-                f"atoms {min(i, j)} and {max(i, j)} are {d[i, j]:.3g} Angstrom apart "
-                f"(< {min_distance} Angstrom); are the coordinates in Bohr or duplicated?"
-            )
-    return Z, pos
-
-
-def _symbol(z: int) -> str:
-    return pyscf_elements.ELEMENTS[z] if 0 < z < len(pyscf_elements.ELEMENTS) else f"Z={z}"
-
-
 # ---- graphs ------------------------------------------------------------------------------
 
 
@@ -183,7 +129,7 @@ def molecule_graph(
         Needed with ``fock``; its elements also restrict ``Z`` when ``elements`` is None.
     fock : (nao, nao) array, optional
         Target Fock/Kohn-Sham matrix in Hartree, PySCF AO order of ``basis``. Split into
-        padded blocks (:data:`hamnet.keys.TARGET_DIAG`, :data:`hamnet.keys.TARGET_OFFDIAG`).
+        padded blocks (:data:`hamnet.graph_keys.TARGET_DIAG`, :data:`hamnet.graph_keys.TARGET_OFFDIAG`).
     elements : iterable of int, optional
         Allowed atomic numbers (default: ``basis.elements`` if a basis is given).
     dtype : torch.dtype
@@ -192,7 +138,7 @@ def molecule_graph(
     Returns
     -------
     dict of str -> torch.Tensor
-        Keys :data:`hamnet.keys.INPUT_KEYS` (+ targets), a batch of one molecule.
+        Keys :data:`hamnet.graph_keys.INPUT_KEYS` (+ targets), a batch of one molecule.
     """
     if elements is None and basis is not None:
         elements = basis.elements
@@ -200,13 +146,13 @@ def molecule_graph(
     n = len(Z)
     ii, jj = OrbitalBasis.pair_index(n)
     g = {
-        K.Z: torch.from_numpy(Z),
-        K.POS: torch.as_tensor(pos, dtype=dtype),
-        K.BATCH: torch.zeros(n, dtype=torch.long),
-        K.PTR: torch.tensor([0, n], dtype=torch.long),
-        K.PAIR_INDEX: torch.from_numpy(np.stack([ii, jj]).astype(np.int64)),
-        K.PAIR_REVERSE: torch.from_numpy(pair_reverse(n)),
-        K.PAIR_PTR: torch.tensor([0, len(ii)], dtype=torch.long),
+        GK.Z: torch.from_numpy(Z),
+        GK.POS: torch.as_tensor(pos, dtype=dtype),
+        GK.BATCH: torch.zeros(n, dtype=torch.long),
+        GK.PTR: torch.tensor([0, n], dtype=torch.long),
+        GK.PAIR_INDEX: torch.from_numpy(np.stack([ii, jj]).astype(np.int64)),
+        GK.PAIR_REVERSE: torch.from_numpy(pair_reverse(n)),
+        GK.PAIR_PTR: torch.tensor([0, len(ii)], dtype=torch.long),
     }
     if fock is not None:
         if basis is None:
@@ -221,8 +167,8 @@ def molecule_graph(
         asym = np.abs(F - F.T).max()
         if asym > 1e-5 * max(1.0, np.abs(F).max()):
             raise GraphError(f"target fock matrix is not symmetric (max |F - F^T| = {asym:.2e} Hartree)")
-        g[K.TARGET_DIAG] = torch.as_tensor(diag, dtype=dtype)
-        g[K.TARGET_OFFDIAG] = torch.as_tensor(off, dtype=dtype)
+        g[GK.TARGET_DIAG] = torch.as_tensor(diag, dtype=dtype)
+        g[GK.TARGET_OFFDIAG] = torch.as_tensor(off, dtype=dtype)
     return g
 
 
@@ -230,44 +176,44 @@ def collate(graphs: Sequence[Mapping[str, torch.Tensor]]) -> Graph:
     """Batch graphs of several molecules (sizes may differ) into one graph dict.
 
     Atom- and pair-indexed tensors are concatenated; indices are shifted so that
-    :data:`hamnet.keys.PAIR_INDEX` holds global atom ids and
-    :data:`hamnet.keys.PAIR_REVERSE` global pair rows. Targets must be present in all
+    :data:`hamnet.graph_keys.PAIR_INDEX` holds global atom ids and
+    :data:`hamnet.graph_keys.PAIR_REVERSE` global pair rows. Targets must be present in all
     graphs or in none.
     """
     graphs = list(graphs)
     if not graphs:
         raise GraphError("cannot collate an empty list of graphs")
-    known = set(K.INPUT_KEYS) | set(K.TARGET_KEYS)
+    known = set(GK.INPUT_KEYS) | set(GK.TARGET_KEYS)
     for i, g in enumerate(graphs):
-        missing = [k for k in K.INPUT_KEYS if k not in g]
+        missing = [k for k in GK.INPUT_KEYS if k not in g]
         extra = sorted(set(g) - known)
         if missing or extra:
             raise GraphError(
                 f"graph {i} cannot be batched: missing keys {missing}, unknown keys {extra} "
-                "(keys are defined in hamnet.keys)"
+                "(keys are defined in hamnet.graph_keys)"
             )
-    for k in K.TARGET_KEYS:
+    for k in GK.TARGET_KEYS:
         have = [k in g for g in graphs]
         if any(have) and not all(have):
             raise GraphError(f"key {k!r} is present in some graphs of the batch but not all")
-    n_atoms = [int(g[K.Z].shape[0]) for g in graphs]
-    n_pairs = [int(g[K.PAIR_INDEX].shape[1]) for g in graphs]
+    n_atoms = [int(g[GK.Z].shape[0]) for g in graphs]
+    n_pairs = [int(g[GK.PAIR_INDEX].shape[1]) for g in graphs]
     atom_off = np.concatenate([[0], np.cumsum(n_atoms)])
     pair_off = np.concatenate([[0], np.cumsum(n_pairs)])
     out: Graph = {}
-    for k in K.ATOM_KEYS + K.PAIR_KEYS:
+    for k in GK.ATOM_KEYS + GK.PAIR_KEYS:
         if k in graphs[0]:
             out[k] = torch.cat([g[k] for g in graphs], dim=0)
-    out[K.BATCH] = torch.repeat_interleave(
+    out[GK.BATCH] = torch.repeat_interleave(
         torch.arange(len(graphs)), torch.tensor(n_atoms, dtype=torch.long)
     )
-    out[K.PTR] = torch.from_numpy(atom_off.astype(np.int64))
-    out[K.PAIR_PTR] = torch.from_numpy(pair_off.astype(np.int64))
-    out[K.PAIR_INDEX] = torch.cat(
-        [g[K.PAIR_INDEX] + int(atom_off[m]) for m, g in enumerate(graphs)], dim=1
+    out[GK.PTR] = torch.from_numpy(atom_off.astype(np.int64))
+    out[GK.PAIR_PTR] = torch.from_numpy(pair_off.astype(np.int64))
+    out[GK.PAIR_INDEX] = torch.cat(
+        [g[GK.PAIR_INDEX] + int(atom_off[m]) for m, g in enumerate(graphs)], dim=1
     )
-    out[K.PAIR_REVERSE] = torch.cat(
-        [g[K.PAIR_REVERSE] + int(pair_off[m]) for m, g in enumerate(graphs)], dim=0
+    out[GK.PAIR_REVERSE] = torch.cat(
+        [g[GK.PAIR_REVERSE] + int(pair_off[m]) for m, g in enumerate(graphs)], dim=0
     )
     return out
 

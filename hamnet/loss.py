@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hamnet import keys as K
+from hamnet.errors import HamnetError
+from hamnet import graph_keys as GK
 from hamnet.basis import OrbitalBasis
 from hamnet.nn.tracegrad import ShellPairTraces
 
@@ -28,7 +29,7 @@ __all__ = ["HamiltonianLoss", "LossError"]
 KINDS = ("mse", "mae")
 
 
-class LossError(ValueError):
+class LossError(HamnetError, ValueError):
     """Inputs the loss cannot use (missing targets, wrong shapes, bad options)."""
 
 
@@ -74,41 +75,41 @@ class HamiltonianLoss(nn.Module):
         out : dict
             ``model(batch)``.
         batch : dict
-            With :data:`hamnet.keys.TARGET_DIAG` and :data:`hamnet.keys.TARGET_OFFDIAG`.
+            With :data:`hamnet.graph_keys.TARGET_DIAG` and :data:`hamnet.graph_keys.TARGET_OFFDIAG`.
 
         Returns
         -------
         dict
-            :data:`hamnet.keys.LOSS` (differentiable), :data:`hamnet.keys.LOSS_H`,
-            :data:`hamnet.keys.LOSS_T` (0 without TraceGrad); all scalar tensors.
+            :data:`hamnet.graph_keys.LOSS` (differentiable), :data:`hamnet.graph_keys.LOSS_H`,
+            :data:`hamnet.graph_keys.LOSS_T` (0 without TraceGrad); all scalar tensors.
         """
-        for k in K.TARGET_KEYS:
+        for k in GK.TARGET_KEYS:
             if k not in batch:
                 raise LossError(f"batch has no {k!r}: build graphs with molecule_graph(..., basis=, fock=)")
-        pred_d, pred_o = out[K.DIAG], out[K.OFFDIAG]
-        tgt_d = batch[K.TARGET_DIAG].to(device=pred_d.device, dtype=pred_d.dtype)
-        tgt_o = batch[K.TARGET_OFFDIAG].to(device=pred_o.device, dtype=pred_o.dtype)
+        pred_d, pred_o = out[GK.DIAG], out[GK.OFFDIAG]
+        tgt_d = batch[GK.TARGET_DIAG].to(device=pred_d.device, dtype=pred_d.dtype)
+        tgt_o = batch[GK.TARGET_OFFDIAG].to(device=pred_o.device, dtype=pred_o.dtype)
         if tgt_d.shape != pred_d.shape or tgt_o.shape != pred_o.shape:
             raise LossError(
                 f"target blocks {tuple(tgt_d.shape)}/{tuple(tgt_o.shape)} do not match predictions "
                 f"{tuple(pred_d.shape)}/{tuple(pred_o.shape)}: were targets built with the model's basis?"
             )
-        err_h = torch.cat([(pred_d - tgt_d)[out[K.DIAG_MASK]], (pred_o - tgt_o)[out[K.OFFDIAG_MASK]]])
+        err_h = torch.cat([(pred_d - tgt_d)[out[GK.DIAG_MASK]], (pred_o - tgt_o)[out[GK.OFFDIAG_MASK]]])
         loss_h = _reduce(err_h, self.kind)
-        if K.DIAG_TRACE in out:
+        if GK.DIAG_TRACE in out:
             with torch.no_grad():
                 lab_d, lab_o = self.traces(tgt_d), self.traces(tgt_o)  # [n, n_sp] Hartree
             err_t = torch.cat(
                 [
-                    (out[K.DIAG_TRACE] - lab_d)[out[K.DIAG_TRACE_MASK]],
-                    (out[K.OFFDIAG_TRACE] - lab_o)[out[K.OFFDIAG_TRACE_MASK]],
+                    (out[GK.DIAG_TRACE] - lab_d)[out[GK.DIAG_TRACE_MASK]],
+                    (out[GK.OFFDIAG_TRACE] - lab_o)[out[GK.OFFDIAG_TRACE_MASK]],
                 ]
             )
             loss_t = _reduce(err_t, self.kind)
         else:
             loss_t = loss_h.new_zeros(())
         return {
-            K.LOSS: loss_h + self.trace_weight * loss_t,
-            K.LOSS_H: loss_h.detach(),
-            K.LOSS_T: loss_t.detach(),
+            GK.LOSS: loss_h + self.trace_weight * loss_t,
+            GK.LOSS_H: loss_h.detach(),
+            GK.LOSS_T: loss_t.detach(),
         }

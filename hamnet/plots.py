@@ -2,7 +2,7 @@
 
 Every figure is a :class:`matplotlib.figure.Figure` on an Agg canvas (no pyplot, no
 display, no global state), laid out with constrained layout so labels do not overlap,
-and written atomically (a temporary file in the same directory, then ``os.replace``).
+and written atomically (:func:`hamnet.atomic.atomic_write`).
 matplotlib is imported inside the functions, so ``import hamnet`` stays light.
 
 Units: errors in micro-Hartree (uHa), matrix entries and orbital energies in Hartree.
@@ -19,7 +19,6 @@ the numbers it drew, so tests can check that a picture shows what the JSON says.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -65,16 +64,9 @@ def _figure(width: float, height: float):
 
 def save_png(fig, path, dpi: int = DPI) -> Path:
     """Write ``fig`` to ``path`` as PNG atomically (temporary file in the same directory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    from hamnet.atomic import atomic_write
+
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
 
 
 def _log_if_wide(ax, values, axis: str = "y", decades: float = 1.0) -> None:

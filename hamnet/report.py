@@ -222,12 +222,9 @@ def write_run_report(run_dir, out: Optional[str] = None) -> Path:
     run_dir = Path(run_dir)
     path = Path(out) if out is not None else run_dir / REPORT_FILE
     text = build_report(run_dir, path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from hamnet.atomic import atomic_write_text
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        return atomic_write_text(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return path

@@ -18,6 +18,7 @@ functional the model was trained on (``None`` if unknown).
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -25,6 +26,9 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 from pyscf import dft, gto, scf
+
+from hamnet.errors import HamnetError
+from hamnet.molecule import build_mole, read_mole
 
 __all__ = [
     "GuessError",
@@ -34,6 +38,8 @@ __all__ = [
     "scf_functional",
     "same_functional",
     "check_functional",
+    "guard_guess",
+    "GuardReport",
     "make_scf",
     "SCFRun",
     "run_scf",
@@ -48,7 +54,7 @@ PYSCF_GUESSES = ("minao", "atom", "huckel", "1e", "sap")
 _HF_NAMES = {"hf", "rhf", "uhf", "rohf", "scf"}
 
 
-class GuessError(ValueError):
+class GuessError(HamnetError, ValueError):
     """A Fock matrix or SCF object that cannot give an initial guess."""
 
 
@@ -176,15 +182,23 @@ def same_functional(a: str, b: str) -> bool:
     return _xc_key(a) == _xc_key(b)
 
 
+_WARNED: set = set()  # (model xc, SCF xc) pairs already reported in this process
+
+
 def check_functional(mf, model_xc: Optional[str]) -> None:
     """Warn (:class:`FunctionalMismatchWarning`) if ``mf``'s functional is not ``model_xc``.
 
+    One line per pair of functionals and process, however many SCFs follow.
     ``model_xc=None`` (a model of unknown provenance) is not checked.
     """
     if model_xc is None:
         return
     mf_xc = scf_functional(mf)
     if not same_functional(mf_xc, str(model_xc)):
+        key = (_xc_key(str(model_xc)), _xc_key(mf_xc))
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
         warnings.warn(
             f"the model was trained on functional {model_xc!r} but this SCF uses {mf_xc!r}; "
             "the prediction is still a valid initial guess, but expect more SCF cycles",
@@ -193,23 +207,97 @@ def check_functional(mf, model_xc: Optional[str]) -> None:
         )
 
 
-def predict_guess(mf, model, *, sym_tol: float = 1e-6) -> np.ndarray:
-    """Predict the Fock matrix of ``mf.mol`` with ``model`` and return the guess density.
+@dataclass(frozen=True)
+class GuardReport:
+    """What the guard of :func:`predict_guess` decided for one molecule.
+
+    Attributes
+    ----------
+    used : {"hamnet", "minao"}
+        The guess handed to the SCF.
+    e_hamnet, e_minao : float
+        Total energy of the predicted and of PySCF's minao guess density, Hartree
+        (one Fock build each, with the SCF's own functional and grid).
+    seconds : float
+        Wall time of the check.
+    """
+
+    used: str
+    e_hamnet: float
+    e_minao: float
+    seconds: float
+
+
+def guard_guess(mf, dm, *, margin: float = 0.0):
+    """Keep the predicted density ``dm`` only if its energy is not above minao's.
+
+    The energy of a guess density, ``E[P]``, is the classic guess-quality measure: the
+    SCF minimizes it, and an idempotent ``P`` (the predicted one is) can only lie above
+    the converged energy. A prediction that is unreliable for this molecule (other
+    sizes or chemistry than the training set) shows up as a high ``E[P]``; then PySCF's
+    default guess is used instead, so the SCF never starts from a worse point than it
+    would without hamnet. Cost: two Fock builds, about two SCF cycles.
+
+    Returns
+    -------
+    (dm0, GuardReport)
+    """
+    t0 = time.perf_counter()
+    e_pred = float(mf.energy_tot(dm=dm))
+    dm_minao = mf.get_init_guess(mf.mol, "minao")
+    e_minao = float(mf.energy_tot(dm=dm_minao))
+    use_pred = bool(np.isfinite(e_pred)) and e_pred <= e_minao + margin
+    report = GuardReport("hamnet" if use_pred else "minao", e_pred, e_minao,
+                         time.perf_counter() - t0)
+    return (dm if use_pred else dm_minao), report
+
+
+def predict_guess(mf, model=None, *, guard: bool = True, sym_tol: float = 1e-6, report=None):
+    """Predict the Fock matrix of ``mf.mol`` and return the guess density.
+
+    Parameters
+    ----------
+    mf : pyscf.scf.hf.SCF
+    model : model, str or None
+        A hamnet model, a model file or shipped-model name, or ``None``: the shipped
+        model for the molecule's basis and elements (:func:`hamnet.pretrained.default_model`).
+    guard : bool
+        Check the predicted density against PySCF's minao guess by energy and fall back
+        to minao when it is worse (:func:`guard_guess`; on by default).
+    report : list, optional
+        If given, the :class:`GuardReport` is appended to it.
 
     Checks that the molecule's basis is the model's (:class:`hamnet.basis.BasisError`
-    otherwise) and warns if the functionals differ. Use as
-    ``mf.kernel(dm0=predict_guess(mf, model))``. See :func:`guess_dm` for the result.
+    otherwise) and warns once if the functionals differ. Use as
+    ``mf.kernel(dm0=predict_guess(mf))``. See :func:`guess_dm` for the result.
     """
+    if model is None:
+        from hamnet.pretrained import default_model
+
+        model = default_model(mf.mol.basis, mf.mol.atom_charges())
+    elif isinstance(model, (str, os.PathLike)):
+        from hamnet.model import load_model
+
+        model = load_model(model)
     model.basis.check_mole(mf.mol)
     check_functional(mf, getattr(model, "xc", None))
-    return guess_dm(mf, model.predict(mf.mol), sym_tol=sym_tol)
+    dm = guess_dm(mf, model.predict(mf.mol), sym_tol=sym_tol)
+    if guard:
+        dm, rep = guard_guess(mf, dm)
+        if report is not None:
+            report.append(rep)
+    return dm
 
 
-def model_guess(model, *, name: str = "hamnet") -> Callable:
-    """``guess(mf) -> dm0`` that predicts with ``model`` (for :func:`run_scf`)."""
+def model_guess(model, *, name: str = "hamnet", guard: bool = True, reports=None) -> Callable:
+    """``guess(mf) -> dm0`` that predicts with ``model`` (for :func:`run_scf`).
+
+    ``guard`` and ``reports`` (a list collecting :class:`GuardReport`) as in
+    :func:`predict_guess`.
+    """
 
     def guess(mf):
-        return predict_guess(mf, model)
+        return predict_guess(mf, model, guard=guard, report=reports)
 
     guess.__name__ = name
     return guess
@@ -220,47 +308,8 @@ def model_guess(model, *, name: str = "hamnet") -> Callable:
 # --------------------------------------------------------------------------------------
 
 
-def build_mole(Z, pos, basis, *, charge: int = 0, spin: int = 0) -> gto.Mole:
-    """A built PySCF molecule from atomic numbers and positions.
-
-    Parameters
-    ----------
-    Z : array_like of int, shape (n_atoms,)
-    pos : array_like of float, shape (n_atoms, 3), Angstrom
-    basis : str or dict
-        PySCF basis.
-    charge : int
-    spin : int
-        ``2S = N_alpha - N_beta`` (PySCF's convention, not the multiplicity).
-    """
-    Z = np.asarray(Z).reshape(-1)
-    pos = np.asarray(pos, dtype=np.float64)
-    if pos.shape != (len(Z), 3):
-        raise ValueError(f"positions of shape {pos.shape} do not match {len(Z)} atoms (n, 3)")
-    if len(Z) == 0:
-        raise ValueError("a molecule needs at least one atom")
-    atoms = [(int(z), tuple(float(x) for x in p)) for z, p in zip(Z, pos)]
-    nelec = int(sum(int(z) for z in Z)) - int(charge)
-    if nelec < 0 or (nelec - int(spin)) % 2 or abs(int(spin)) > nelec:
-        raise ValueError(
-            f"charge {charge} and spin {spin} are inconsistent: {nelec} electrons, and "
-            "spin = 2S = N_alpha - N_beta must have the parity of the electron count"
-        )
-    return gto.M(atom=atoms, unit="Angstrom", basis=basis, charge=int(charge),
-                 spin=int(spin), verbose=0)
-
-
-def read_mole(path, basis, *, charge: int = 0, spin: int = 0) -> gto.Mole:
-    """Read a geometry file (xyz or any format ASE reads; Angstrom) into a PySCF molecule."""
-    import ase.io
-
-    try:
-        atoms = ase.io.read(str(path))
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"cannot read a molecule from {str(path)!r}: {exc}") from exc
-    return build_mole(atoms.numbers, atoms.positions, basis, charge=charge, spin=spin)
+# build_mole and read_mole live in hamnet.molecule (one helper for every caller) and are
+# re-exported here, where the SCF bridge's users have always found them.
 
 
 # --------------------------------------------------------------------------------------
@@ -279,6 +328,7 @@ def make_scf(
     conv_tol: float = 1e-9,
     max_cycle: int = 100,
     grid_level: Optional[int] = None,
+    conv_tol_grad: Optional[float] = None,
     verbose: int = 0,
 ):
     """A fresh SCF object: HF if ``xc`` is ``None``/``"HF"``, else Kohn-Sham with ``xc``.
@@ -294,6 +344,8 @@ def make_scf(
         if grid_level is not None:
             mf.grids.level = int(grid_level)
     mf.conv_tol = float(conv_tol)
+    if conv_tol_grad is not None:
+        mf.conv_tol_grad = float(conv_tol_grad)
     mf.max_cycle = int(max_cycle)
     mf.verbose = int(verbose)
     return mf

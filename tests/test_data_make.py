@@ -158,6 +158,25 @@ def test_ctrl_c_and_kill_9_then_resume(tmp_path):
     assert text.count("converged") >= n
 
 
+def test_sigterm_stops_the_workers_too(tmp_path):
+    """`kill PID` of a make with worker processes leaves no orphan labeling on."""
+    psutil = pytest.importorskip("psutil", reason="psutil comes with the data extra (dask)")
+    path, n = tmp_path / "term", 12
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hamnet", "data", "make", "md17-water", "--out", str(path),
+         "--n", str(n), "--workers", "2", "--quiet"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    _wait_for_records(proc, path / "make.log", 1)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "the make runs worker processes"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) != 0
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"orphaned workers {alive}"
+    assert 1 <= len(_stored(path)) < n  # what was finished is kept, for a resume
+
+
 def test_workers_match_inline(water, tmp_path):
     report = make_dataset("md17-water", tmp_path / "par", 3, workers=2, progress=False)
     assert report.stored == 3

@@ -48,3 +48,22 @@ def test_converged_indices_refuses_unknown(tmp_path, unconverged, message):
     path = write_dataset(tmp_path / "a", _records([True] * 3), meta)
     with open_dataset(path) as ds, pytest.raises(DatasetError, match=message):
         converged_indices(ds)
+
+
+def test_training_can_exclude_unconverged_records(tmp_path):
+    """data.exclude_unconverged drops flagged records from train and val, never from test."""
+    from hamnet.train.config import load_config
+    from hamnet.train.data import run_split
+
+    flags = [True, False, True, True, False, True]
+    meta = _meta("import:qh9-sqlite", [1, 4])
+    meta[K.META_SPLITS] = {"geometry": {"train": [0, 1, 2], "val": [3, 4], "test": [5]},
+                           "mol": {"train": [0, 1], "val": [2], "test": [3, 4, 5]}}
+    path = write_dataset(tmp_path / "a", _records(flags), meta)
+    cfg = load_config({"data": {"path": str(path), "exclude_unconverged": True},
+                       "split": {"name": "mol"}})
+    with open_dataset(path) as ds:
+        name, parts = run_split(ds, cfg.split, 0, cfg.data.exclude_unconverged)
+        assert name == "mol" and parts == {"train": [0], "val": [2], "test": [3, 4, 5]}
+        _, parts = run_split(ds, cfg.split, 0, False)
+        assert parts["train"] == [0, 1]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from hamnet.data import keys as DK
+from hamnet.data import record_keys as RK
 from hamnet.data import open_dataset
-from test_train import make_store, tiny_config
+from hamnet.testing import make_store, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def stores(tmp_path_factory):
 
 
 def _exact(ds, indices):
-    return {str(i): ds[i][DK.F] for i in indices}
+    return {str(i): ds[i][RK.F] for i in indices}
 
 
 def test_exact_predictions_score_zero(stores, tmp_path):
@@ -48,15 +48,15 @@ def test_perturbed_predictions_match_a_hand_computation(stores, tmp_path):
     ao_atom = OrbitalBasis("sto-3g", [1, 8]).layout([8, 1, 1]).ao_atom  # O: 5 AOs, H: 1 each
     for i in (4, 5):
         rec = ds[i]
-        d = rng.normal(scale=1e-3, size=rec[DK.F].shape)
-        F = rec[DK.F] + (d + d.T) / 2
+        d = rng.normal(scale=1e-3, size=rec[RK.F].shape)
+        F = rec[RK.F] + (d + d.T) / 2
         preds[str(i)] = F
-        err = np.abs(F - rec[DK.F])
+        err = np.abs(F - rec[RK.F])
         h.append(err.mean())
         same = np.equal.outer(ao_atom, ao_atom)
         hd.append(err[same].mean())
-        e_p, c_p = scipy.linalg.eigh(F, rec[DK.S])
-        e_r, c_r = scipy.linalg.eigh(rec[DK.F], rec[DK.S])
+        e_p, c_p = scipy.linalg.eigh(F, rec[RK.S])
+        e_r, c_r = scipy.linalg.eigh(rec[RK.F], rec[RK.S])
         eps.append(np.abs(e_p[:5] - e_r[:5]).mean())
         homo.append(abs(e_p[4] - e_r[4]))
         c = [abs(c_p[:, k] @ c_r[:, k]) / np.linalg.norm(c_p[:, k]) / np.linalg.norm(c_r[:, k]) for k in range(5)]
@@ -76,7 +76,7 @@ def test_missing_overlap_is_computed_with_pyscf(stores, tmp_path):
     from hamnet.train.evaluate import evaluate_predictions
 
     with_s, without_s = open_dataset(stores[0]), open_dataset(stores[1])
-    assert DK.S not in without_s[0]
+    assert RK.S not in without_s[0]
     preds = {k: v + 1e-3 * np.eye(len(v)) for k, v in _exact(with_s, range(6)).items()}
     np.savez(tmp_path / "pred.npz", **preds)
     a, _ = evaluate_predictions(tmp_path / "pred.npz", with_s)
@@ -92,10 +92,10 @@ def test_bad_prediction_files(stores, tmp_path):
     np.savez(tmp_path / "p.npz", **_exact(ds, [0, 1]))
     with pytest.raises(EvaluationError, match=r"no prediction for 1 record.*\[2\]"):
         evaluate_predictions(tmp_path / "p.npz", ds, [0, 1, 2])
-    np.savez(tmp_path / "k.npz", mol0=ds[0][DK.F])
+    np.savez(tmp_path / "k.npz", mol0=ds[0][RK.F])
     with pytest.raises(EvaluationError, match="'mol0' is not a record index"):
         evaluate_predictions(tmp_path / "k.npz", ds)
-    np.savez(tmp_path / "s.npz", **{"0": ds[0][DK.F][:5, :5]})
+    np.savez(tmp_path / "s.npz", **{"0": ds[0][RK.F][:5, :5]})
     with pytest.raises(EvaluationError, match=r"shape \(5, 5\)"):
         evaluate_predictions(tmp_path / "s.npz", ds)
 

@@ -1,4 +1,5 @@
-"""HamiltonianModel: exact O(3)/permutation equivariance, batching, inputs, training, files."""
+"""The equivariant model beyond the shared backbone tests (tests/test_backbones.py):
+traces, TraceGrad on/off, inputs, training, files, hyperparameter errors."""
 
 import copy
 
@@ -8,7 +9,7 @@ import torch
 from pyscf import gto, scf
 from pyscf.data import nist
 
-from hamnet import keys as K
+from hamnet import graph_keys as GK
 from hamnet.basis import BasisError, OrbitalBasis
 from hamnet.graph import GraphError, collate, molecule_graph
 from hamnet.loss import HamiltonianLoss
@@ -32,8 +33,7 @@ HCNOF_POS = np.array(
         [-0.180, -2.030, -0.060],
     ]
 )
-WATER_Z = np.array([8, 1, 1])
-WATER_POS = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]])
+from hamnet.testing import WATER_POS, WATER_Z  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +54,6 @@ def _predict(model):
     return lambda Z, pos: model.predict((Z, pos))
 
 
-def test_equivariance_rotation_inversion_translation_permutation(model):
-    errors = assert_equivariant(_predict(model), model.basis, HCNOF_Z, HCNOF_POS, atol=1e-9)
-    assert errors["scale"] > 0.1  # random weights give O(1) Hartree outputs: the test can fail
-
-
 def test_equivariance_helper_catches_a_non_equivariant_model(model):
     def broken(Z, pos):  # depends on the absolute x coordinate of atom 0
         return model.predict((Z, pos)) + 1e-6 * pos[0, 0] * np.eye(model.basis.layout(Z).nao)
@@ -76,14 +71,14 @@ def test_trace_predictions_are_invariant_and_permute_with_atoms(models):
         out0 = model(molecule_graph(HCNOF_Z, HCNOF_POS))
         out1 = model(molecule_graph(HCNOF_Z[perm], HCNOF_POS[perm] @ R.T + t))
     n = len(HCNOF_Z)
-    assert out0[K.DIAG_TRACE].abs().max() > 0.01
-    assert (out1[K.DIAG_TRACE] - out0[K.DIAG_TRACE][perm]).abs().max() < 1e-10
+    assert out0[GK.DIAG_TRACE].abs().max() > 0.01
+    assert (out1[GK.DIAG_TRACE] - out0[GK.DIAG_TRACE][perm]).abs().max() < 1e-10
     ii, jj = OrbitalBasis.pair_index(n)
     row = {(i, j): k for k, (i, j) in enumerate(zip(ii, jj))}
     old_rows = [row[(perm[i], perm[j])] for i, j in zip(ii, jj)]
-    assert (out1[K.OFFDIAG_TRACE] - out0[K.OFFDIAG_TRACE][old_rows]).abs().max() < 1e-10
+    assert (out1[GK.OFFDIAG_TRACE] - out0[GK.OFFDIAG_TRACE][old_rows]).abs().max() < 1e-10
     # Shell pair (a, b) of H_ij and (b, a) of H_ji share one prediction, like their labels.
-    assert torch.equal(out0[K.DIAG_TRACE_MASK], out1[K.DIAG_TRACE_MASK][np.argsort(perm)])
+    assert torch.equal(out0[GK.DIAG_TRACE_MASK], out1[GK.DIAG_TRACE_MASK][np.argsort(perm)])
 
 
 def test_plain_model_has_no_traces_and_same_backbone_and_heads(models):
@@ -93,22 +88,7 @@ def test_plain_model_has_no_traces_and_same_backbone_and_heads(models):
     assert plain == with_tg
     with torch.no_grad():
         out = model(molecule_graph(WATER_Z, WATER_POS))
-    assert K.DIAG_TRACE not in out and K.OFFDIAG_TRACE not in out
-
-
-def test_batch_equals_single(model):
-    mols = [
-        (HCNOF_Z, HCNOF_POS),
-        (WATER_Z, WATER_POS),
-        ([9], [[0.0, 0.0, 0.0]]),
-        ([6, 1, 1, 1, 1], [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63], [0.63, -0.63, -0.62]]),
-    ]
-    batched = model.predict_batch(mols)
-    for (Z, pos), F in zip(mols, batched):
-        single = model.predict((Z, pos))
-        assert single.shape == F.shape == (model.basis.layout(Z).nao,) * 2
-        assert np.abs(single - F).max() < 1e-12
-    assert np.abs(batched[2]).max() > 1e-3  # a lone atom (no edges, no pairs) still gets a block
+    assert GK.DIAG_TRACE not in out and GK.OFFDIAG_TRACE not in out
 
 
 def test_predict_accepts_ase_mole_and_tuple_and_is_symmetric(model):
@@ -154,15 +134,15 @@ def test_a_few_optimisation_steps_lower_the_loss(model):
     for _ in range(15):
         opt.zero_grad()
         parts = loss_fn(m(batch), batch)
-        parts[K.LOSS].backward()
+        parts[GK.LOSS].backward()
         opt.step()
         history.append({k: float(v.detach()) for k, v in parts.items()})
-    assert history[-1][K.LOSS] < 0.75 * history[0][K.LOSS]
-    assert history[-1][K.LOSS_H] < history[0][K.LOSS_H]
+    assert history[-1][GK.LOSS] < 0.75 * history[0][GK.LOSS]
+    assert history[-1][GK.LOSS_H] < history[0][GK.LOSS_H]
     if m.tracegrad:
-        assert history[0][K.LOSS_T] > 0 and history[-1][K.LOSS_T] < history[0][K.LOSS_T]
+        assert history[0][GK.LOSS_T] > 0 and history[-1][GK.LOSS_T] < history[0][GK.LOSS_T]
     else:
-        assert history[0][K.LOSS_T] == 0
+        assert history[0][GK.LOSS_T] == 0
 
 
 def test_fit_reference_removes_the_atomic_offsets(model):
@@ -173,9 +153,9 @@ def test_fit_reference_removes_the_atomic_offsets(model):
         before = loss_fn(m(g), g)
         m.fit_reference([g])
         after = loss_fn(m(g), g)
-    assert after[K.LOSS_H] < 0.5 * before[K.LOSS_H]
+    assert after[GK.LOSS_H] < 0.5 * before[GK.LOSS_H]
     if m.tracegrad:  # the trace decoder starts from the mean label per element (pair)
-        assert after[K.LOSS_T] < 0.5 * before[K.LOSS_T]
+        assert after[GK.LOSS_T] < 0.5 * before[GK.LOSS_T]
     o = m.embedding.index(torch.tensor([8]))
     assert m.diag_head.reference[o].abs().max() > 5.0  # O 1s is about -20 Hartree
 
@@ -186,7 +166,7 @@ def test_no_autograd_graph_leaks_from_predict_and_grad_flows_in_training(model):
         out = model(g)
     assert not any(v.requires_grad for v in out.values())
     out = model(g)
-    assert out[K.DIAG].requires_grad and out[K.OFFDIAG].requires_grad
+    assert out[GK.DIAG].requires_grad and out[GK.OFFDIAG].requires_grad
 
 
 def test_save_load_round_trip_and_bad_files(model, tmp_path):
@@ -221,12 +201,15 @@ def test_save_load_round_trip_and_bad_files(model, tmp_path):
 
 
 def test_hyperparameters_are_validated():
-    with pytest.raises(ConfigError, match=r"unknown model hyperparameter\(s\) \['num_layer'\]"):
+    with pytest.raises(ConfigError, match=r"unknown key 'model.num_layer'; allowed keys in model: backbone, "):
         build_model("sto-3g", ["H"], num_layer=3)
-    with pytest.raises(ConfigError, match="'cutoff' must be a positive number"):
+    with pytest.raises(ConfigError, match=r"model.cutoff must be > 0"):
         build_model("sto-3g", ["H"], cutoff=-1.0)
-    with pytest.raises(ConfigError, match="'tracegrad' must be true or false"):
+    with pytest.raises(ConfigError, match="model.tracegrad must be true or false, got 'yes'"):
         build_model("sto-3g", ["H"], tracegrad="yes")
+    with pytest.raises(ConfigError, match="model.pet_dim is a hyperparameter of another backbone"):
+        build_model("sto-3g", ["H"], pet_dim=7)
+    assert build_model("sto-3g", ["H"], pet_dim=64).config == build_model("sto-3g", ["H"]).config  # legacy
     with pytest.raises(BasisError, match="unknown basis"):
         build_model("no-such-basis", ["H"])
 
@@ -248,7 +231,7 @@ def test_pair_cutoff_gives_exact_zero_blocks_and_stays_equivariant():
     with torch.no_grad():
         out = m(molecule_graph(Z, pos))
     far = torch.from_numpy(d[OrbitalBasis.pair_index(4)] >= 1.6)
-    assert not out[K.OFFDIAG_TRACE_MASK][far].any() and out[K.OFFDIAG_TRACE_MASK][~far].any()
+    assert not out[GK.OFFDIAG_TRACE_MASK][far].any() and out[GK.OFFDIAG_TRACE_MASK][~far].any()
 
 
 def test_ao_permutation_matches_pyscf_order():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from pyscf import gto
 
-from hamnet import keys as K
+from hamnet import graph_keys as GK
 from hamnet.graph import collate, molecule_graph
 from hamnet.loss import HamiltonianLoss, LossError
 from hamnet.model import build_model
@@ -58,8 +58,8 @@ def test_block_loss_is_the_full_matrix_error(setup, kind):
     parts = HamiltonianLoss(model.basis, trace_weight=0.0, kind=kind)(out, batch)
     err = np.concatenate([(P - T).ravel() for P, T in zip(preds, targets)])
     expected = np.mean(err**2) if kind == "mse" else np.mean(np.abs(err))
-    assert abs(parts[K.LOSS_H].item() - expected) < 1e-12 * max(1.0, expected)
-    assert parts[K.LOSS].item() == pytest.approx(parts[K.LOSS_H].item(), abs=0)
+    assert abs(parts[GK.LOSS_H].item() - expected) < 1e-12 * max(1.0, expected)
+    assert parts[GK.LOSS].item() == pytest.approx(parts[GK.LOSS_H].item(), abs=0)
 
 
 def test_trace_loss_matches_hand_computed_labels(setup):
@@ -70,7 +70,7 @@ def test_trace_loss_matches_hand_computed_labels(setup):
     basis = model.basis
     ns = len(basis.pad_ls)
     errs = []
-    ptr, pptr = batch[K.PTR].tolist(), batch[K.PAIR_PTR].tolist()
+    ptr, pptr = batch[GK.PTR].tolist(), batch[GK.PAIR_PTR].tolist()
     for m, (F, (_, Z)) in enumerate(zip(targets, MOLS)):
         labels = _hand_traces(F, Z, basis)
         ii, jj = np.nonzero(~np.eye(len(Z), dtype=bool))
@@ -84,25 +84,25 @@ def test_trace_loss_matches_hand_computed_labels(setup):
         for (a, b, ra, rb), label in labels.items():
             sp = slot[Z[a]][ra] * ns + slot[Z[b]][rb]
             if a == b:
-                pred = out[K.DIAG_TRACE][ptr[m] + a, sp].item()
+                pred = out[GK.DIAG_TRACE][ptr[m] + a, sp].item()
             else:
                 row = pptr[m] + int(np.flatnonzero((ii == a) & (jj == b))[0])
-                pred = out[K.OFFDIAG_TRACE][row, sp].item()
+                pred = out[GK.OFFDIAG_TRACE][row, sp].item()
             errs.append(pred - label)
     loss_t = np.mean(np.square(errs))
-    n_masked = int(out[K.DIAG_TRACE_MASK].sum() + out[K.OFFDIAG_TRACE_MASK].sum())
+    n_masked = int(out[GK.DIAG_TRACE_MASK].sum() + out[GK.OFFDIAG_TRACE_MASK].sum())
     assert n_masked == len(errs)
-    assert abs(parts[K.LOSS_T].item() - loss_t) < 1e-12 * max(1.0, loss_t)
-    assert abs(parts[K.LOSS].item() - (parts[K.LOSS_H].item() + lam * loss_t)) < 1e-12 * max(1.0, loss_t)
+    assert abs(parts[GK.LOSS_T].item() - loss_t) < 1e-12 * max(1.0, loss_t)
+    assert abs(parts[GK.LOSS].item() - (parts[GK.LOSS_H].item() + lam * loss_t)) < 1e-12 * max(1.0, loss_t)
 
 
 def test_perfect_prediction_has_zero_block_loss(setup):
     model, batch, out, _, _ = setup
-    perfect = dict(out, **{K.DIAG: batch[K.TARGET_DIAG], K.OFFDIAG: batch[K.TARGET_OFFDIAG]})
-    perfect[K.DIAG_TRACE] = HamiltonianLoss(model.basis).target_traces(batch[K.TARGET_DIAG])
-    perfect[K.OFFDIAG_TRACE] = HamiltonianLoss(model.basis).target_traces(batch[K.TARGET_OFFDIAG])
+    perfect = dict(out, **{GK.DIAG: batch[GK.TARGET_DIAG], GK.OFFDIAG: batch[GK.TARGET_OFFDIAG]})
+    perfect[GK.DIAG_TRACE] = HamiltonianLoss(model.basis).target_traces(batch[GK.TARGET_DIAG])
+    perfect[GK.OFFDIAG_TRACE] = HamiltonianLoss(model.basis).target_traces(batch[GK.TARGET_OFFDIAG])
     parts = HamiltonianLoss(model.basis)(perfect, batch)
-    assert parts[K.LOSS].item() == 0.0
+    assert parts[GK.LOSS].item() == 0.0
 
 
 def test_loss_errors_are_clear(setup):
@@ -111,6 +111,6 @@ def test_loss_errors_are_clear(setup):
         HamiltonianLoss(model.basis, kind="huber")
     with pytest.raises(LossError, match="trace_weight"):
         HamiltonianLoss(model.basis, trace_weight=-1)
-    no_target = {k: v for k, v in batch.items() if k != K.TARGET_OFFDIAG}
+    no_target = {k: v for k, v in batch.items() if k != GK.TARGET_OFFDIAG}
     with pytest.raises(LossError, match="no 'target_offdiag'"):
         HamiltonianLoss(model.basis)(out, no_target)

@@ -202,10 +202,10 @@ def test_shell_pair_traces_match_hand_computation():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_traces_of_pyscf_matrices_are_invariant(seed):
+def test_traces_of_pyscf_matrices_are_invariant(seed, water):
     """Trace labels of PySCF's own overlap and core Hamiltonian do not change under O(3)."""
     R = random_rotation(np.random.default_rng(seed), improper=bool(seed))
-    pos = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]])
+    _, pos = water
     basis = OrbitalBasis("def2-svp", ["H", "O"])
     traces = ShellPairTraces(basis.slot_pair_id, basis.n_slot_pairs).double()
     labels = []

@@ -20,7 +20,7 @@ import scipy.linalg
 
 from hamnet.data import keys as DK
 from hamnet.data import open_dataset
-from test_train import make_store, tiny_config
+from hamnet.testing import make_store, tiny_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[1]

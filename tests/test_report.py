@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hamnet.report import _cell
-from test_train import make_store, tiny_config
+from hamnet.testing import make_store, tiny_config
 
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 

@@ -35,8 +35,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:remove_linear_dep_ is deprecated:DeprecationWarning"
 )
 
-WATER_Z = [8, 1, 1]
-WATER_POS = [[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]  # Angstrom
+from hamnet.testing import WATER_POS, WATER_Z  # noqa: E402  (Angstrom)
 REF_TOL = 1e-12  # Hartree, conv_tol of the references
 E_TOL = 1e-8  # Hartree; runs use PySCF's default conv_tol 1e-9
 
@@ -247,7 +246,7 @@ def test_make_scf_types():
 def test_build_mole_checks():
     with pytest.raises(ValueError, match="charge 0 and spin 1 are inconsistent"):
         build_mole(WATER_Z, WATER_POS, "sto-3g", spin=1)
-    with pytest.raises(ValueError, match="do not match 2 atoms"):
+    with pytest.raises(ValueError, match=r"positions must have shape \(2, 3\) for 2 atoms"):
         build_mole([1, 1], WATER_POS, "sto-3g")
     mol = build_mole(WATER_Z, WATER_POS, "sto-3g")
     np.testing.assert_allclose(mol.atom_coords(unit="Angstrom"), WATER_POS, atol=1e-12)
@@ -389,15 +388,15 @@ def test_benchmark_with_rotation_averaged_model(bench, tmp_path):
 
 def test_benchmark_on_data_store_test_split(bench, tmp_path):
     """Oracle on a tiny hamnet data store: the stored F of the test part, charge from nocc."""
-    from hamnet.data import keys as K
+    from hamnet.data import record_keys as RK
     from hamnet.data import write_dataset
 
     records = []
     for k, (charge, shift) in enumerate([(0, 0.0), (0, 0.05), (2, -0.03)]):  # a water dication
         pos = np.asarray(WATER_POS) + [[0, 0, 0], [0, shift, 0], [0, 0, shift]]
         mf = converged(build_mole(WATER_Z, pos, "sto-3g", charge=charge))
-        records.append({K.Z: np.asarray(WATER_Z), K.POS: pos, K.F: mf.get_fock(),
-                        K.ENERGY: mf.e_tot, K.NOCC: mf.mol.nelectron // 2, K.SOURCE_ID: f"w{k}"})
+        records.append({RK.Z: np.asarray(WATER_Z), RK.POS: pos, RK.F: mf.get_fock(),
+                        RK.ENERGY: mf.e_tot, RK.NOCC: mf.mol.nelectron // 2, RK.SOURCE_ID: f"w{k}"})
     meta = {"recipe": "test", "xc": "hf", "basis": "sto-3g",
             "splits": {"s": {"train": [0], "test": [1, 2]}}}
     store = write_dataset(tmp_path / "ds", records, meta)
@@ -411,5 +410,5 @@ def test_benchmark_on_data_store_test_split(bench, tmp_path):
     for key, rec in zip(mols, records[1:]):
         runs = mols[key]["runs"]
         assert runs["oracle"]["cycles"] <= 2
-        assert abs(runs["oracle"]["e_tot"] - rec[K.ENERGY]) < 1e-8
-        assert abs(runs["huckel"]["e_tot"] - rec[K.ENERGY]) < 1e-7
+        assert abs(runs["oracle"]["e_tot"] - rec[RK.ENERGY]) < 1e-8
+        assert abs(runs["huckel"]["e_tot"] - rec[RK.ENERGY]) < 1e-7

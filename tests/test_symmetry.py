@@ -13,10 +13,10 @@ import pytest
 import torch
 from pyscf import gto, scf
 
-from hamnet import keys as K
+from hamnet import graph_keys as GK
 from hamnet.basis import OrbitalBasis, ao_rotation, wigner_D_pyscf
 from hamnet.graph import collate, molecule_graph
-from hamnet.model import build_model, load_model, save_model
+from hamnet.model import build_model, save_model
 from hamnet.nn.base import ModelBase
 from hamnet.nn.config import ConfigError
 from hamnet.symmetry import (
@@ -27,9 +27,10 @@ from hamnet.symmetry import (
     rotate_batch,
     rotation_grid,
 )
-from hamnet.testing import ao_permutation, molecule_mole, random_rotation
+from hamnet.molecule import build_mole
+from hamnet.testing import WATER_POS, WATER_Z, random_rotation
 
-WATER = (np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
+WATER = (WATER_Z, WATER_POS)
 METHANOL = (
     np.array([6, 8, 1, 1, 1, 1]),
     np.array([[-0.047, 0.665, 0.0], [-0.047, -0.756, 0.0], [-1.09, 0.94, 0.0], [0.45, 1.07, 0.89],
@@ -102,7 +103,7 @@ def test_basis_ao_rotation_equals_the_mole_one(improper):
     basis = OrbitalBasis("def2-svp", ["H", "C", "O"])
     Z, pos = METHANOL
     R = random_rotation(np.random.default_rng(1), improper)
-    assert np.abs(basis.ao_rotation(Z, R) - ao_rotation(molecule_mole(basis, Z, pos), R)).max() < 1e-14
+    assert np.abs(basis.ao_rotation(Z, R) - ao_rotation(build_mole(Z, pos, basis.basis), R)).max() < 1e-14
 
 
 def test_rotate_batch_gives_the_pyscf_fock_matrix_of_the_rotated_molecule():
@@ -122,8 +123,8 @@ def test_rotate_batch_gives_the_pyscf_fock_matrix_of_the_rotated_molecule():
     rotated = rotate_batch(collate([g]), basis, torch.from_numpy(R)[None])
     ref = collate([molecule_graph(Z, pos @ R.T, basis=basis, fock=fock(pos @ R.T), elements=basis.elements,
                                   dtype=torch.float64)])
-    assert torch.allclose(rotated[K.POS], ref[K.POS], atol=1e-12)
-    for key in (K.TARGET_DIAG, K.TARGET_OFFDIAG):
+    assert torch.allclose(rotated[GK.POS], ref[GK.POS], atol=1e-12)
+    for key in (GK.TARGET_DIAG, GK.TARGET_OFFDIAG):
         assert (rotated[key] - ref[key]).abs().max() < 1e-6  # SCF convergence, not the rotation, limits this
         assert (rotated[key] - collate([g])[key]).abs().max() > 1e-2  # the blocks did change
 
@@ -149,10 +150,10 @@ class ConstantModel(ModelBase):
         self.masks = {(a, c): torch.from_numpy(basis.block_mask(a, c)) for a in basis.elements for c in basis.elements}
 
     def forward(self, batch):
-        Z, (i, j) = batch[K.Z].tolist(), batch[K.PAIR_INDEX]
+        Z, (i, j) = batch[GK.Z].tolist(), batch[GK.PAIR_INDEX]
         dm = torch.stack([self.masks[(z, z)] for z in Z])
         om = torch.stack([self.masks[(Z[a], Z[b])] for a, b in zip(i.tolist(), j.tolist())])
-        return {K.DIAG: self.block * dm, K.OFFDIAG: self.block * om, K.DIAG_MASK: dm, K.OFFDIAG_MASK: om}
+        return {GK.DIAG: self.block * dm, GK.OFFDIAG: self.block * om, GK.DIAG_MASK: dm, GK.OFFDIAG_MASK: om}
 
 
 def test_equivariance_error_matches_a_hand_computation():
@@ -163,7 +164,7 @@ def test_equivariance_error_matches_a_hand_computation():
     rep = equivariance_error(model, [WATER], n_rotations=3, seed=5, observables=True)
     rng = np.random.default_rng(5)
     errs, eps = [], []
-    S = molecule_mole(basis, Z, pos).intor("int1e_ovlp")
+    S = build_mole(Z, pos, basis.basis).intor("int1e_ovlp")
     import scipy.linalg
 
     e0 = scipy.linalg.eigh(F, S, eigvals_only=True)[:5]
@@ -223,21 +224,6 @@ def test_averaged_model_spread_and_api(pet_model):
 # ---- the PET backbone ---------------------------------------------------------------------------
 
 
-def test_pet_keeps_permutation_translation_and_hermiticity_but_not_rotation(pet_model):
-    Z, pos = METHANOL
-    F = pet_model.predict(METHANOL)
-    assert np.abs(F - F.T).max() == 0
-    perm = np.array([2, 0, 1, 5, 4, 3])
-    p = ao_permutation(pet_model.basis, Z, perm)
-    Fp = pet_model.predict((Z[perm], pos[perm]))
-    assert np.abs(Fp - F[np.ix_(p, p)]).max() < 1e-10
-    Ft = pet_model.predict((Z, pos + np.array([1.0, -2.0, 0.5])))
-    assert np.abs(Ft - F).max() < 1e-10
-    R = random_rotation(np.random.default_rng(2))
-    D = pet_model.basis.ao_rotation(Z, R)
-    assert np.abs(pet_model.predict((Z, pos @ R.T)) - D @ F @ D.T).max() > 1e-3
-
-
 def test_pet_config_errors_name_the_problem():
     with pytest.raises(ConfigError, match="backbone.*equivariant, pet"):
         build_model("sto-3g", ["H"], backbone="transformer")
@@ -247,18 +233,11 @@ def test_pet_config_errors_name_the_problem():
         build_model("sto-3g", ["H"], backbone="pet", pet_dim=10, pet_heads=4)
 
 
-def test_pet_save_load_roundtrip(pet_model, tmp_path):
-    save_model(pet_model, tmp_path / "pet.pt")
-    back = load_model(tmp_path / "pet.pt")
-    assert back.backbone == "pet" and not back.equivariant and back.dtype == torch.float64
-    assert np.array_equal(back.predict(WATER), pet_model.predict(WATER))
-
-
 # ---- training with rotational augmentation -----------------------------------------------------
 
 
 def test_pet_trains_with_augmentation_and_resumes_exactly(tmp_path):
-    from test_train import make_store, tiny_config
+    from hamnet.testing import make_store, tiny_config
 
     from hamnet.train.loop import run
 
@@ -292,7 +271,7 @@ def test_augment_config_is_checked():
 
 
 def test_eval_cli_reports_symmetry(tmp_path, capsys):
-    from test_train import make_store, tiny_config
+    from hamnet.testing import make_store, tiny_config
 
     from hamnet.cli import main
     from hamnet.train.loop import run

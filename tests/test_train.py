@@ -2,7 +2,7 @@
 
 Data: a few water geometries labeled here with PySCF RHF/STO-3G (7 AOs), written with
 ``hamnet.data.write_dataset``; the models are tiny so every run takes seconds.
-The helpers at the top are shared with the other ``test_train*``/``test_eval*`` files.
+The data and config helpers live in :mod:`hamnet.testing`; fixtures are in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -20,54 +20,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from pyscf import gto, scf
 
-from hamnet.data import keys as DK
-from hamnet.data import open_dataset, write_dataset
-
-WATER = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])  # Angstrom
-TINY_MODEL = {"num_channels": 4, "num_layers": 1, "radial_hidden": 8, "num_radial": 4, "num_pair_radial": 4,
-              "tracegrad_channels": 2, "tracegrad_hidden": 8, "tracegrad_depth": 1, "tracegrad_dim": 4}
-
-
-def water_records(n: int, basis: str = "sto-3g", seed: int = 0, overlap: bool = True):
-    """``n`` distorted waters labeled with PySCF RHF (F = mf.get_fock() at convergence)."""
-    rng = np.random.default_rng(seed)
-    for k in range(n):
-        pos = WATER + rng.normal(scale=0.04, size=WATER.shape)
-        mol = gto.M(atom=[(8, pos[0]), (1, pos[1]), (1, pos[2])], basis=basis, unit="Angstrom", verbose=0)
-        mf = scf.RHF(mol)
-        mf.conv_tol = 1e-10
-        mf.kernel()
-        rec = {DK.Z: np.array([8, 1, 1]), DK.POS: pos, DK.F: mf.get_fock(), DK.ENERGY: mf.e_tot,
-               DK.MO_ENERGY: mf.mo_energy, DK.NOCC: 5, DK.SOURCE_ID: f"water-{k}"}
-        if overlap:
-            rec[DK.S] = mf.get_ovlp()
-        yield rec
-
-
-def make_store(path, n: int = 10, basis: str = "sto-3g", xc: str = "hf", overlap: bool = True, seed: int = 0):
-    """A store of ``n`` waters with split 'tiny': n-4 train, 2 val, 2 test."""
-    splits = {"tiny": {"train": list(range(n - 4)), "val": [n - 4, n - 3], "test": [n - 2, n - 1]}}
-    return write_dataset(path, water_records(n, basis, seed, overlap),
-                         {"recipe": "test-water", "xc": xc, "basis": basis, "splits": splits})
-
-
-def tiny_config(store, **overrides) -> dict:
-    cfg = {
-        "data": {"path": str(store)},
-        "model": dict(TINY_MODEL),
-        "optim": {"batch_size": 2, "lr": 0.003},
-        "schedule": {"warmup_steps": 2},
-        "limits": {"max_steps": 4, "max_minutes": None},
-        "eval": {"every_steps": 2},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    return cfg
+from hamnet.data import open_dataset
+from hamnet.testing import WATER_POS, WATER_Z, make_store, tiny_config
 
 
 def metrics_rows(run_dir) -> list[dict]:
@@ -75,9 +30,6 @@ def metrics_rows(run_dir) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("data") / "water", n=10)
 
 
 # ---- tests --------------------------------------------------------------------------------------
@@ -106,7 +58,7 @@ def test_run_writes_run_directory_and_loadable_checkpoints(store, tmp_path):
     assert payload["hamnet_version"] and ck["dataset"]["count"] == 10
     # best.pt is a hamnet model file: load_model works and predicts a symmetric 7x7 matrix
     model = load_model(run_dir / "best.pt")
-    F = model.predict(([8, 1, 1], WATER))
+    F = model.predict((WATER_Z, WATER_POS))
     assert F.shape == (7, 7) and np.allclose(F, F.T)
     # the test metrics printed by the run are those of best.pt, recomputed here
     from hamnet.train.evaluate import evaluate_model
@@ -204,10 +156,10 @@ def test_model_and_store_basis_mismatch_is_an_error(store, tmp_path):
 
     ds = open_dataset(store)
     with pytest.raises(DataError, match="basis"):
-        check_compatible(build_model("def2-svp", ["H", "O"]).basis.basis, "hf", [1, 8], ds)
+        check_compatible(build_model("def2-svp", ["H", "O"]).basis.basis, "hf", ds)
     with pytest.raises(DataError, match="b3lyp"):
-        check_compatible("sto-3g", "b3lyp", [1, 8], ds)
-    check_compatible("STO-3G", "HF", [1, 8], ds)  # names compare as PySCF normalizes them
+        check_compatible("sto-3g", "b3lyp", ds)
+    check_compatible("STO-3G", "HF", ds)  # names compare as PySCF normalizes them
 
 
 def test_float64_option(store, tmp_path):

@@ -22,15 +22,21 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
         ({"optim": {"lr": -1.0}}, r"optim.lr must be > 0"),
         ({"optim": {"lr": "fast"}}, r"optim.lr must be a number, got 'fast'"),
         ({"optim": {"batch_size": 2.5}}, r"optim.batch_size must be an integer"),
-        ({"optim": {"ema_decay": 1.5}}, r"optim.ema_decay must be in \[0, 1\) or null"),
+        ({"optim": {"ema_decay": 1.5}}, r"optim.ema_decay must be < 1, got 1.5"),
+        ({"optim": {"lr": float("nan")}}, r"optim.lr must be a finite number"),
+        ({"optim": {"betas": [0.9]}}, r"optim.betas must be two numbers in \[0, 1\)"),
+        ({"augment": {"rotations": False, "inversion": True}}, r"augment.inversion needs rotations"),
+        ({"seed": True}, r"seed must be an integer, got True"),
         ({"schedule": {"kind": "exponential"}}, r"schedule.kind: 'exponential' is not allowed; allowed values: cosine, linear, constant"),
         ({"precision": "float16"}, r"precision: 'float16' is not allowed; allowed values: float32, float64"),
         ({"eval": {"metric": "energy"}}, r"eval.metric: 'energy' is not allowed; allowed values: H_mae"),
         ({"split": {"train": "training"}}, r"split.train: 'training' is not allowed; allowed values: train, val, test"),
         ({"split": {"fractions": [0.9, 0.2]}}, r"split.fractions must be \[f_train, f_val\]"),
         ({"limits": {"max_steps": None, "max_minutes": None}}, r"limits: set max_steps, max_minutes, or both"),
-        ({"model": {"num_chanels": 4}}, r"model: unknown model hyperparameter\(s\) \['num_chanels'\].*allowed keys: elements"),
-        ({"model": {"num_layers": 0}}, r"'num_layers' must be an integer >= 1"),
+        ({"model": {"num_chanels": 4}}, r"unknown key 'model.num_chanels'; allowed keys in model: elements, fit_reference, backbone"),
+        ({"model": {"num_layers": 0}}, r"model.num_layers must be >= 1, got 0"),
+        ({"model": {"backbone": "pet", "num_channels": 4}}, r"model.num_channels is a hyperparameter of another backbone"),
+        ({"model": {"backbone": "mace"}}, r"model.backbone: 'mace' is not allowed; allowed values: equivariant, pet"),
         ({"model": {"elements": "HO"}}, r"model.elements must be 'auto' or a list"),
         ({"data": {"recipe": "md17-benzene", "n": 10}}, r"data.recipe: unknown recipe 'md17-benzene'; allowed: .*md17-water"),
         ({"data": {"path": "x", "recipe": "md17-water", "n": 10}}, r"data: give exactly one of 'path'"),
@@ -72,7 +78,7 @@ def test_default_job():
 
 @pytest.mark.parametrize("name", ["md17-water", "md17-ethanol", "md17-malondialdehyde", "md17-uracil",
                                   "qh9-stable-random", "qh9-stable-size_ood", "qh9-dynamic-geometry",
-                                  "qh9-dynamic-mol"])
+                                  "qh9-dynamic-mol", "md17-water-pet"])
 def test_benchmark_configs_are_valid(name):
     cfg = load_config(BENCH / f"{name}.yaml")
     assert cfg.data.recipe is not None and cfg.split.name is not None
@@ -108,3 +114,15 @@ def test_ema_by_hand():
     assert ema.shadow["weight"].item() == pytest.approx(9 / 11)
     ema.update(lin)  # d = min(0.5, 3/12): shadow = 0.25 * 9/11 + 0.75
     assert ema.shadow["weight"].item() == pytest.approx(0.25 * 9 / 11 + 0.75)
+
+
+def test_configs_written_before_the_backbone_split_still_load():
+    """Saved run configs listed every backbone's keys flat; another backbone's defaults are ignored."""
+    legacy = {**BASE, "model": {"backbone": "equivariant", "num_channels": 6, "pet_dim": 64, "pet_heads": 4,
+                                "pet_ff": 128, "pet_pair_hidden": 128}}
+    cfg = load_config(legacy)
+    assert cfg.model["num_channels"] == 6 and "pet_dim" not in cfg.model
+    pet = load_config({**BASE, "model": {"backbone": "pet", "pet_dim": 32, "tracegrad": False, "num_channels": 8,
+                                         "tracegrad_dim": 32}})
+    assert pet.model["pet_dim"] == 32 and pet.model["tracegrad"] is False and "num_channels" not in pet.model
+    assert config_diff(cfg, load_config(cfg.to_dict())) == []

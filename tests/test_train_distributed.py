@@ -14,7 +14,7 @@ import os
 import torch
 import torch.multiprocessing as mp
 
-from test_train import make_store, tiny_config
+from hamnet.testing import make_store, tiny_config
 
 
 def _worker(rank: int, world: int, port: int, cfg: dict, run_dir: str, out_dir: str) -> None:

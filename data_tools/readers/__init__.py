@@ -82,7 +82,7 @@ def import_dataset(path, out, fmt: str = "auto", *, progress: bool = True, overw
     if fmt == "qh9-lmdb" and path.name == "data.mdb":
         path = path.parent
     with DatasetWriter(out, overwrite=overwrite) as writer:
-        with tqdm(desc=f"import {path.name}", unit="rec", disable=not progress) as bar:
+        with tqdm(desc=f"import {path.name}", unit="rec", disable=None if progress else True) as bar:
             meta = READERS[fmt](path, writer.add, progress=bar.update, xc=xc)
         return writer.finalize(meta)
 

@@ -10,9 +10,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hamnet.data import keys as K
+from hamnet.errors import HamnetError
 
 
-class ReaderError(ValueError):
+class ReaderError(HamnetError, ValueError):
     """An input file is not in the schema its reader expects (or is damaged)."""
 
 

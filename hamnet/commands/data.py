@@ -22,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None,
                    help="number of structures (QM9 recipes: the first N of the priority "
                    "order; a larger N on the same --out grows the store)")
-    p.add_argument("--reuse", default=None, metavar="STORE",
-                   help="copy structures already labeled in this finished store (same level "
-                   "of theory, identical geometry) instead of relabeling them")
+    p.add_argument("--reuse", action="append", default=None, metavar="STORE",
+                   help="copy structures already labeled in this store (same level of "
+                   "theory, identical geometry) instead of relabeling them; repeatable")
     p.add_argument("--ids", default=None, metavar="ID,ID,...|@FILE",
                    help="QM9 recipes: label exactly these QM9 indices (comma-separated, or "
                    "@FILE with one per line)")

@@ -6,7 +6,9 @@ split, or the store's only one), ``NAME/PART`` for another named split, or ``all
 A prediction file holds one ``(nao, nao)`` Fock matrix per record (Hartree, PySCF AO
 order) keyed by the record index as a string; without ``--split`` every record in the
 file is scored. The JSON goes to ``--out``, default ``<run_dir>/eval_<split>.json`` or
-``<PRED>.eval_<split>.json`` beside the prediction file. Exit status 0, or 2 on bad input.
+``<PRED>.eval_<split>.json`` beside the prediction file, and beside it the parity plot
+``parity_<split>.png`` (:mod:`hamnet.plots`), whose worst molecules (record index, source id,
+MAE) the JSON lists as ``worst_molecules``. Exit status 0, or 2 on bad input.
 
 Symmetry (models only, :mod:`hamnet.symmetry`): ``--average ORDER`` scores the model
 averaged over a rotation grid (Lebedev degree ORDER x ORDER+1 in-plane angles, ``--inversion``
@@ -19,7 +21,6 @@ grid spread of an averaged model. Both go into the JSON (``symmetry``, ``average
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PART, NAME/PART or 'all' (default: test for a model, every record in PRED.npz)")
     parser.add_argument("--out", default=None, help="JSON file to write (default: beside the input)")
     parser.add_argument("--batch-size", type=int, default=16, help="molecules per forward pass (default 16)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from hamnet.commands import add_quiet
+
+    add_quiet(parser)
     sym = parser.add_argument_group("symmetry")
     sym.add_argument("--symmetry", action="store_true",
                      help="also report the equivariance error (micro-Hartree, per block type, and of eps_occ)")
@@ -53,6 +56,7 @@ def select(ds, split: str | None, run_dataset: dict | None = None):
     ``run_dataset`` is the ``dataset`` record of a checkpoint; on the run's own store a
     bare PART means the run's own split (named, or random by ``split.fractions``).
     """
+    from hamnet.data import record_keys as RK
     from hamnet.train.data import DataError, split_indices
 
     if split is None:
@@ -60,7 +64,7 @@ def select(ds, split: str | None, run_dataset: dict | None = None):
     if split == "all":
         return "all", list(range(len(ds)))
     name, _, part = split.rpartition("/")
-    if part not in ("train", "val", "test"):
+    if part not in RK.SPLIT_PARTS:
         raise DataError(f"--split: part {part!r} is not one of train, val, test (or use 'all')")
     run_dataset = run_dataset or {}
     same_store = run_dataset.get("path") and Path(run_dataset["path"]).resolve() == Path(ds.path).resolve()
@@ -73,73 +77,72 @@ def select(ds, split: str | None, run_dataset: dict | None = None):
 
 
 def _symmetry(model, ds, idx, args) -> dict:
-    from hamnet.data import keys as DK
+    from hamnet.data import record_keys as RK
+    from hamnet.errors import ConfigError
     from hamnet.symmetry import equivariance_error
 
     if args.rotations < 1 or args.symmetry_molecules < 1:
-        raise ValueError("--rotations and --symmetry-molecules must be >= 1")
+        raise ConfigError("--rotations and --symmetry-molecules must be >= 1")
     idx = list(range(len(ds))) if idx is None else list(idx)
-    mols = [(rec[DK.Z], rec[DK.POS]) for rec in (ds[i] for i in idx[: args.symmetry_molecules])]
-    report = equivariance_error(model, mols, args.rotations, progress=not args.no_progress)
+    mols = [(rec[RK.Z], rec[RK.POS]) for rec in (ds[i] for i in idx[: args.symmetry_molecules])]
+    report = equivariance_error(model, mols, args.rotations, progress=not args.quiet)
     if hasattr(model, "spread"):
         report["spread"] = model.spread(mols)
     return report
 
 
 def run(args: argparse.Namespace) -> int:
-    from hamnet.data import DatasetError, open_dataset
+    from hamnet.data import open_dataset
+    from hamnet.errors import ConfigError
     from hamnet.metrics import format_table
-    from hamnet.train.checkpoint import CheckpointError, find_checkpoint, load_checkpoint_model
+    from hamnet.plots import ParityCollector, write_eval_parity
+    from hamnet.train.checkpoint import find_checkpoint, load_checkpoint_model
     from hamnet.train.data import DataError, check_compatible
-    from hamnet.train.evaluate import EvaluationError, evaluate_model, evaluate_predictions, write_report
+    from hamnet.train.evaluate import evaluate_model, evaluate_predictions, write_report
 
-    try:
-        if (args.model is None) == (args.predictions is None):
-            raise DataError("give a run directory / checkpoint, or --predictions PRED.npz (exactly one)")
-        if args.predictions is not None and (args.symmetry or args.average is not None):
-            raise DataError("--symmetry and --average need a model, not --predictions")
-        if args.predictions is not None:
-            if args.data is None:
-                raise DataError("--predictions needs --data STORE with the reference matrices")
-            ds = open_dataset(args.data)
-            label, idx = select(ds, args.split)
-            results, n = evaluate_predictions(args.predictions, ds, idx)
-            pred = Path(args.predictions)
-            out = Path(args.out) if args.out else pred.with_name(f"{pred.stem}.eval_{label}.json")
-            source = str(pred)
-        else:
-            path = find_checkpoint(args.model)
-            model, info = load_checkpoint_model(path)
-            data = args.data or info.get("dataset", {}).get("path")
-            if data is None:
-                raise DataError(f"{path} does not record its dataset; give --data STORE")
-            ds = open_dataset(data)
-            check_compatible(model.basis.basis, model.xc, model.basis.elements, ds)
-            label, idx = select(ds, args.split or "test", info.get("dataset"))
-            extra = {}
-            if args.average is not None:
-                from hamnet.symmetry import RotationAveraged
+    parity, model = ParityCollector(), None
+    if (args.model is None) == (args.predictions is None):
+        raise DataError("give a run directory / checkpoint, or --predictions PRED.npz (exactly one)")
+    if args.predictions is not None and (args.symmetry or args.average is not None):
+        raise DataError("--symmetry and --average need a model, not --predictions")
+    if args.predictions is not None:
+        if args.data is None:
+            raise DataError("--predictions needs --data STORE with the reference matrices")
+        ds = open_dataset(args.data)
+        label, idx = select(ds, args.split)
+        results, n = evaluate_predictions(args.predictions, ds, idx, on_molecule=parity.add)
+        pred = Path(args.predictions)
+        out = Path(args.out) if args.out else pred.with_name(f"{pred.stem}.eval_{label}.json")
+        source = str(pred)
+    else:
+        path = find_checkpoint(args.model)
+        model, info = load_checkpoint_model(path)
+        data = args.data or info.get("dataset", {}).get("path")
+        if data is None:
+            raise DataError(f"{path} does not record its dataset; give --data STORE")
+        ds = open_dataset(data)
+        check_compatible(model.basis.basis, model.xc, ds)
+        label, idx = select(ds, args.split or "test", info.get("dataset"))
+        extra = {}
+        if args.average is not None:
+            from hamnet.symmetry import RotationAveraged
 
-                try:
-                    model = RotationAveraged(model, args.average, inversion=args.inversion)
-                except ValueError as exc:
-                    raise DataError(f"--average: {exc}") from exc
-                extra["average"] = {"order": model.grid.order, "n_inplane": model.grid.n_inplane,
-                                    "inversion": model.grid.inversion, "n_rotations": model.n_rotations}
-                label = f"{label}_avg{args.average}"
-            t0 = time.perf_counter()
-            results, n = evaluate_model(model, ds, idx, args.batch_size, progress=not args.no_progress)
-            extra["seconds_per_molecule"] = (time.perf_counter() - t0) / max(n, 1)
-            if args.symmetry:
-                extra["symmetry"] = _symmetry(model, ds, idx, args)
-            base = Path(args.model) if Path(args.model).is_dir() else path.parent
-            out = Path(args.out) if args.out else base / f"eval_{label}.json"
-            source = str(path)
-    except (DataError, DatasetError, CheckpointError, EvaluationError, FileNotFoundError, KeyError,
-            ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"hamnet eval: error: {msg}", file=sys.stderr)
-        return 2
+            try:
+                model = RotationAveraged(model, args.average, inversion=args.inversion)
+            except ConfigError as exc:
+                raise ConfigError(f"--average: {exc}") from exc
+            extra["average"] = {"order": model.grid.order, "n_inplane": model.grid.n_inplane,
+                                "inversion": model.grid.inversion, "n_rotations": model.n_rotations}
+            label = f"{label}_avg{args.average}"
+        t0 = time.perf_counter()
+        results, n = evaluate_model(model, ds, idx, args.batch_size, progress=not args.quiet,
+                                    on_molecule=parity.add)
+        extra["seconds_per_molecule"] = (time.perf_counter() - t0) / max(n, 1)
+        if args.symmetry:
+            extra["symmetry"] = _symmetry(model, ds, idx, args)
+        base = Path(args.model) if Path(args.model).is_dir() else path.parent
+        out = Path(args.out) if args.out else base / f"eval_{label}.json"
+        source = str(path)
     print(format_table(results, title=f"{source} on {ds.path} ({label})", n=n))
     info = {"source": source, "data": str(ds.path), "split": label}
     if args.predictions is None:
@@ -151,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
             if "spread" in extra["symmetry"]:
                 sp = extra["symmetry"]["spread"]
                 print(f"grid spread of the averaged model: mean {sp['mean_uHa']:.4g}, max {sp['max_uHa']:.4g} uHa")
+    info.update(write_eval_parity(parity, out, source, ds, label, model))  # parity_<split>.png, worst molecules
     write_report(out, results, n, info)
     print(f"wrote {out}")
     return 0

@@ -1,10 +1,11 @@
-"""``hamnet guess MOLECULE.xyz --model CKPT``: SCF from the prediction versus from minao.
+"""``hamnet guess [MOLECULE.xyz] [--model MODEL]``: SCF from the prediction versus from minao.
 
 Runs the SCF twice on the same molecule, once from the model's predicted Fock matrix and
 once from PySCF's default ``minao`` guess, and prints cycles, wall time (model prediction
 included; one-time set-up costs are paid before either timed run) and the difference of
 the final energies, which should be at the level of the convergence threshold. Exit
-status 0 when both converge to the same energy, 1 when not, 2 on bad input.
+status 0 when both converge to the same energy, 1 when not, 2 on bad input (a geometry
+file ASE cannot read, NaN/inf coordinates, a basis or charge/spin that does not fit).
 """
 
 from __future__ import annotations
@@ -14,8 +15,20 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("molecule", help="geometry file in Angstrom (xyz, or any format ASE reads)")
-    parser.add_argument("--model", required=True, metavar="CKPT", help="model checkpoint")
+    parser.add_argument(
+        "molecule", nargs="?", default=None,
+        help="geometry file in Angstrom (xyz, or any format ASE reads); default: the example "
+        "molecule shipped with hamnet",
+    )
+    parser.add_argument(
+        "--model", default=None, metavar="MODEL",
+        help="model file, checkpoint or shipped-model name (default: the shipped model for "
+        "the basis and elements; see 'hamnet models')",
+    )
+    parser.add_argument(
+        "--no-guard", action="store_true",
+        help="use the prediction even when its energy is above minao's (default: fall back)",
+    )
     parser.add_argument(
         "--xc", default=None,
         help="functional of the SCF (default: the model's; 'HF' for Hartree-Fock)",
@@ -42,11 +55,27 @@ def _load_model(path):
     return load_model(path)
 
 
-def compare(mol, model, *, xc=None, **settings):
+def _model_for(args):
+    """The model named by ``--model``, or the shipped one for the molecule (and its path)."""
+    from hamnet.pretrained import EXAMPLE_MOLECULE, default_model
+
+    molecule = args.molecule if args.molecule is not None else str(EXAMPLE_MOLECULE)
+    if args.model is not None:
+        return _load_model(args.model), molecule
+    from hamnet.scf import read_mole
+
+    basis = args.basis or "def2-svp"
+    elements = read_mole(molecule, basis, charge=args.charge, spin=args.spin).atom_charges()
+    return default_model(basis, elements), molecule
+
+
+def compare(mol, model, *, xc=None, guard=True, **settings):
     """SCF of ``mol`` from ``model``'s prediction and from minao.
 
-    Returns ``(hamnet_run, minao_run)`` as :class:`hamnet.scf.SCFRun`; ``settings`` go to
-    :func:`hamnet.scf.make_scf` (``conv_tol``, ``max_cycle``, ``grid_level``).
+    Returns ``(hamnet_run, minao_run, guard_report)``: two :class:`hamnet.scf.SCFRun`
+    and the :class:`hamnet.scf.GuardReport` (``None`` without ``guard``); ``settings``
+    go to :func:`hamnet.scf.make_scf` (``conv_tol``, ``max_cycle``, ``grid_level``).
+    The guard's two Fock builds count in the hamnet run's guess time.
     """
     from hamnet.scf import model_guess, run_scf
 
@@ -54,9 +83,11 @@ def compare(mol, model, *, xc=None, **settings):
     # once, untimed, so that neither timed run carries them.
     run_scf(mol, "minao", xc=xc, **{**settings, "max_cycle": 1})
     model.predict(mol)
-    hamnet_run, _ = run_scf(mol, model_guess(model), xc=xc, **settings)
+    reports: list = []
+    hamnet_run, _ = run_scf(mol, model_guess(model, guard=guard, reports=reports), xc=xc,
+                            **settings)
     minao_run, _ = run_scf(mol, "minao", xc=xc, **settings)
-    return hamnet_run, minao_run
+    return hamnet_run, minao_run, (reports[0] if reports else None)
 
 
 def format_report(runs, e_diff: float) -> str:
@@ -73,29 +104,29 @@ def format_report(runs, e_diff: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hamnet.basis import BasisError
-    from hamnet.scf import GuessError, read_mole, scf_functional, make_scf
+    from hamnet.scf import make_scf, read_mole, scf_functional
 
-    try:
-        model = _load_model(args.model)
-        xc = args.xc if args.xc is not None else getattr(model, "xc", None)
-        basis = args.basis if args.basis is not None else model.basis.basis
-        mol = read_mole(args.molecule, basis, charge=args.charge, spin=args.spin)
-        settings = dict(
-            conv_tol=args.conv_tol, max_cycle=args.max_cycle, grid_level=args.grid_level
-        )
-        probe = make_scf(mol, xc, **settings)  # names the method; not run
-        hamnet_run, minao_run = compare(mol, model, xc=xc, **settings)
-    except (BasisError, GuessError, ValueError, FileNotFoundError) as exc:
-        print(f"hamnet guess: error: {exc}", file=sys.stderr)
-        return 2
+    model, molecule = _model_for(args)
+    xc = args.xc if args.xc is not None else getattr(model, "xc", None)
+    basis = args.basis if args.basis is not None else model.basis.basis
+    mol = read_mole(molecule, basis, charge=args.charge, spin=args.spin)
+    settings = dict(conv_tol=args.conv_tol, max_cycle=args.max_cycle, grid_level=args.grid_level)
+    probe = make_scf(mol, xc, **settings)  # names the method; not run
     print(
-        f"{args.molecule}: {mol.natm} atoms, {mol.nao_nr()} AOs ({mol.basis}), "
+        f"{molecule}: {mol.natm} atoms, {mol.nao_nr()} AOs ({mol.basis}), "
         f"charge {mol.charge}, spin {mol.spin}, {type(probe).__name__} {scf_functional(probe)}, "
-        f"conv_tol {args.conv_tol:.0e} Ha"
+        f"conv_tol {args.conv_tol:.0e} Ha; model {args.model or 'shipped ' + model.shipped_name}",
+        flush=True,
     )
+    hamnet_run, minao_run, guard = compare(mol, model, xc=xc, guard=not args.no_guard, **settings)
     e_diff = hamnet_run.e_tot - minao_run.e_tot
     print(format_report([hamnet_run, minao_run], e_diff))
+    if guard is not None:
+        kept = "kept the prediction" if guard.used == "hamnet" else "fell back to minao"
+        print(
+            f"guard: E[hamnet guess] - E[minao guess] = {guard.e_hamnet - guard.e_minao:+.4f} Ha, "
+            f"{kept} ({guard.seconds:.3f} s, included in the hamnet guess time)"
+        )
     ok = hamnet_run.converged and minao_run.converged
     if not ok:
         print("WARNING: an SCF did not converge; raise --max-cycle", file=sys.stderr)

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one config value, e.g. --set model.tracegrad=false (repeatable; "
                         "VALUE is read as YAML)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from hamnet.commands import add_quiet
+
+    add_quiet(parser)  # also silences the generation of a recipe's store
 
 
 def build_config(args: argparse.Namespace):
@@ -52,7 +54,7 @@ def apply_override(d: dict, item: str) -> None:
     """Set ``section.key=value`` (value parsed as YAML) in a config dict, in place."""
     import yaml
 
-    from hamnet.train.config import ConfigError
+    from hamnet.errors import ConfigError
 
     key, sep, value = item.partition("=")
     if not sep or not key:
@@ -67,18 +69,9 @@ def apply_override(d: dict, item: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hamnet.data import DatasetError
-    from hamnet.train.checkpoint import CheckpointError
-    from hamnet.train.config import ConfigError
-    from hamnet.train.data import DataError
     from hamnet.train.loop import run as train
 
-    try:
-        cfg = build_config(args)
-        result = train(cfg, args.run_dir, progress=not args.no_progress)
-    except (ConfigError, DataError, DatasetError, CheckpointError, FileNotFoundError) as exc:
-        print(f"hamnet train: error: {exc}", file=sys.stderr)
-        return 2
+    result = train(build_config(args), args.run_dir, progress=not args.quiet)
     if result.status == "interrupted":
         print(f"hamnet train: interrupted at step {result.step}; checkpoint saved in {result.run_dir}; "
               "rerun the same command to resume", file=sys.stderr)

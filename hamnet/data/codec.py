@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hamnet.data import keys as K
+from hamnet.data import record_keys as RK
 from hamnet.data.errors import CorruptDatasetError, RecordError
 
 _MAGIC = b"HNREC01\n"
@@ -37,7 +37,7 @@ def _as_array(rec: Mapping[str, Any], key: str, where: str) -> np.ndarray:
         raise RecordError(f"{where}: field {key!r} is not an array ({exc})") from exc
     if arr.dtype.kind not in "biuf":
         raise RecordError(f"{where}: field {key!r} has non-numeric dtype {arr.dtype}")
-    want = np.dtype(K.DTYPES[key])
+    want = np.dtype(RK.DTYPES[key])
     if want.kind in "iu" and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise RecordError(f"{where}: field {key!r} must hold integers")
@@ -58,56 +58,56 @@ def validate_record(rec: Mapping[str, Any], where: str = "record") -> dict:
     """
     if not isinstance(rec, Mapping):
         raise RecordError(f"{where}: a record must be a dict, got {type(rec).__name__}")
-    unknown = sorted(set(rec) - set(K.ALL))
+    unknown = sorted(set(rec) - set(RK.ALL))
     if unknown:
-        raise RecordError(f"{where}: unknown field(s) {unknown}; allowed: {list(K.ALL)}")
-    missing = [k for k in K.REQUIRED if k not in rec]
+        raise RecordError(f"{where}: unknown field(s) {unknown}; allowed: {list(RK.ALL)}")
+    missing = [k for k in RK.REQUIRED if k not in rec]
     if missing:
         raise RecordError(f"{where}: missing required field(s) {missing}")
-    sid = rec[K.SOURCE_ID]
+    sid = rec[RK.SOURCE_ID]
     if not isinstance(sid, str) or not sid:
-        raise RecordError(f"{where}: {K.SOURCE_ID!r} must be a non-empty string")
-    out: dict = {K.SOURCE_ID: sid}
-    for key in K.ALL:
-        if key == K.SOURCE_ID or key not in rec or rec[key] is None:
+        raise RecordError(f"{where}: {RK.SOURCE_ID!r} must be a non-empty string")
+    out: dict = {RK.SOURCE_ID: sid}
+    for key in RK.ALL:
+        if key == RK.SOURCE_ID or key not in rec or rec[key] is None:
             continue
-        if key in K.TEXT:
+        if key in RK.TEXT:
             if not isinstance(rec[key], str) or not rec[key]:
                 raise RecordError(f"{where}: {key!r} must be a non-empty string")
             out[key] = rec[key]
             continue
         out[key] = _as_array(rec, key, where)
-    z, pos, f = out[K.Z], out[K.POS], out[K.F]
+    z, pos, f = out[RK.Z], out[RK.POS], out[RK.F]
     if z.ndim != 1 or len(z) == 0:
-        raise RecordError(f"{where}: {K.Z!r} must be a non-empty 1-d array, got shape {z.shape}")
+        raise RecordError(f"{where}: {RK.Z!r} must be a non-empty 1-d array, got shape {z.shape}")
     if np.any(z < 1) or np.any(z > 118):
-        raise RecordError(f"{where}: {K.Z!r} holds values outside 1..118: {z.tolist()}")
+        raise RecordError(f"{where}: {RK.Z!r} holds values outside 1..118: {z.tolist()}")
     if pos.shape != (len(z), 3):
-        raise RecordError(f"{where}: {K.POS!r} must have shape ({len(z)}, 3), got {pos.shape}")
+        raise RecordError(f"{where}: {RK.POS!r} must have shape ({len(z)}, 3), got {pos.shape}")
     if f.ndim != 2 or f.shape[0] != f.shape[1] or f.shape[0] == 0:
-        raise RecordError(f"{where}: {K.F!r} must be a square matrix, got shape {f.shape}")
+        raise RecordError(f"{where}: {RK.F!r} must be a square matrix, got shape {f.shape}")
     nao = f.shape[0]
-    if K.S in out and out[K.S].shape != f.shape:
-        raise RecordError(f"{where}: {K.S!r} has shape {out[K.S].shape}, {K.F!r} has {f.shape}")
-    if K.MO_ENERGY in out and out[K.MO_ENERGY].shape != (nao,):
+    if RK.S in out and out[RK.S].shape != f.shape:
+        raise RecordError(f"{where}: {RK.S!r} has shape {out[RK.S].shape}, {RK.F!r} has {f.shape}")
+    if RK.MO_ENERGY in out and out[RK.MO_ENERGY].shape != (nao,):
         raise RecordError(
-            f"{where}: {K.MO_ENERGY!r} must have shape ({nao},), got {out[K.MO_ENERGY].shape}"
+            f"{where}: {RK.MO_ENERGY!r} must have shape ({nao},), got {out[RK.MO_ENERGY].shape}"
         )
-    for key in K.SCALARS:
+    for key in RK.SCALARS:
         if key in out and out[key].shape != ():
             raise RecordError(f"{where}: {key!r} must be a scalar, got shape {out[key].shape}")
-    if K.NOCC in out and not 0 <= int(out[K.NOCC]) <= nao:
-        raise RecordError(f"{where}: {K.NOCC!r}={int(out[K.NOCC])} is outside 0..{nao}")
+    if RK.NOCC in out and not 0 <= int(out[RK.NOCC]) <= nao:
+        raise RecordError(f"{where}: {RK.NOCC!r}={int(out[RK.NOCC])} is outside 0..{nao}")
     return out
 
 
 def encode(rec: Mapping[str, Any], where: str = "record") -> bytes:
     """Validate ``rec`` and encode it in the layout of this module."""
     rec = validate_record(rec, where)
-    arrays = [(k, rec[k]) for k in K.ALL if k not in K.TEXT and k in rec]
+    arrays = [(k, rec[k]) for k in RK.ALL if k not in RK.TEXT and k in rec]
     header = json.dumps(
         {
-            **{k: rec[k] for k in K.TEXT if k in rec},
+            **{k: rec[k] for k in RK.TEXT if k in rec},
             "arrays": [[k, a.dtype.newbyteorder("<").str, list(a.shape)] for k, a in arrays],
         },
         separators=(",", ":"),
@@ -137,12 +137,12 @@ def decode(buf: bytes, where: str = "record") -> dict:
     try:
         header = json.loads(body[:hlen])
         specs = header["arrays"]
-        rec: dict = {K.SOURCE_ID: str(header[K.SOURCE_ID])}
-        rec.update({k: str(header[k]) for k in K.TEXT if k in header})
+        rec: dict = {RK.SOURCE_ID: str(header[RK.SOURCE_ID])}
+        rec.update({k: str(header[k]) for k in RK.TEXT if k in header})
         offset = hlen
         for key, dtype, shape in specs:
             dt = np.dtype(dtype)
-            if dt.hasobject or key not in K.DTYPES:
+            if dt.hasobject or key not in RK.DTYPES:
                 raise ValueError(f"field {key!r} of dtype {dtype}")
             n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
             if offset + n > len(body):
@@ -151,7 +151,7 @@ def decode(buf: bytes, where: str = "record") -> dict:
                                 offset=offset).reshape(shape)
             offset += n
             arr = arr.astype(dt.newbyteorder("="), copy=True)
-            rec[key] = arr.item() if key in K.SCALARS else arr
+            rec[key] = arr.item() if key in RK.SCALARS else arr
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptDatasetError(f"{where}: unreadable record header ({exc})") from exc
     if offset != len(body):

@@ -3,9 +3,18 @@ name the dataset, the record and the problem."""
 
 from __future__ import annotations
 
+from hamnet.errors import HamnetError
 
-class DatasetError(ValueError):
+
+class DatasetError(HamnetError, ValueError):
     """A dataset cannot be written or read."""
+
+
+class UnknownSplitError(DatasetError, KeyError):
+    """A split name or part the store does not have (also a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class RecordError(DatasetError):

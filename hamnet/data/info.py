@@ -6,7 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from hamnet.data import keys as K
+from hamnet.data import record_keys as RK
 from hamnet.data.store import FAIL_PREFIX, PLAN_PREFIX, REC_PREFIX, Store, open_dataset
 
 
@@ -23,7 +23,7 @@ def describe(path) -> str:
     store = Store(path)
     try:
         meta = store.read_meta()
-        complete = bool(meta.get(K.META_COMPLETE))
+        complete = bool(meta.get(RK.META_COMPLETE))
         counts = {p: sum(1 for _ in store.keys(p)) for p in (REC_PREFIX, FAIL_PREFIX, PLAN_PREFIX)}
     finally:
         store.close()
@@ -31,41 +31,41 @@ def describe(path) -> str:
         with open_dataset(path) as ds:  # also checks the index
             meta = ds.metadata
             n = len(ds)
-    lines = [f"{path}", f"  recipe: {meta.get(K.META_RECIPE)}"]
+    lines = [f"{path}", f"  recipe: {meta.get(RK.META_RECIPE)}"]
     lines.append(
-        f"  level of theory: {meta.get(K.META_XC)}/{meta.get(K.META_BASIS)}, grid level "
-        f"{meta.get(K.META_GRID_LEVEL)}, conv_tol {meta.get(K.META_CONV_TOL)}, conv_tol_grad "
-        f"{meta.get(K.META_CONV_TOL_GRAD)}"
+        f"  level of theory: {meta.get(RK.META_XC)}/{meta.get(RK.META_BASIS)}, grid level "
+        f"{meta.get(RK.META_GRID_LEVEL)}, conv_tol {meta.get(RK.META_CONV_TOL)}, conv_tol_grad "
+        f"{meta.get(RK.META_CONV_TOL_GRAD)}"
     )
-    if meta.get(K.META_XC_DEFINITION):
-        lines.append(f"  xc definition: {meta[K.META_XC_DEFINITION]}")
+    if meta.get(RK.META_XC_DEFINITION):
+        lines.append(f"  xc definition: {meta[RK.META_XC_DEFINITION]}")
     lines.append(
-        f"  pyscf {meta.get(K.META_PYSCF_VERSION)}, hamnet {meta.get(K.META_HAMNET_VERSION)}, "
-        f"schema {meta.get(K.META_SCHEMA)}, AO order {meta.get(K.META_AO_ORDER)}"
+        f"  pyscf {meta.get(RK.META_PYSCF_VERSION)}, hamnet {meta.get(RK.META_HAMNET_VERSION)}, "
+        f"schema {meta.get(RK.META_SCHEMA)}, AO order {meta.get(RK.META_AO_ORDER)}"
     )
-    lines.append("  units: " + ", ".join(f"{k} {v}" for k, v in meta.get(K.META_UNITS, {}).items()))
-    lines += _wrap("provenance", meta.get(K.META_PROVENANCE, "-"))
-    lines += _wrap("deviations", meta.get(K.META_DEVIATIONS, "-"))
-    if meta.get(K.META_SOURCE):
-        lines += _wrap("source", json.dumps(meta[K.META_SOURCE], sort_keys=True))
+    lines.append("  units: " + ", ".join(f"{k} {v}" for k, v in meta.get(RK.META_UNITS, {}).items()))
+    lines += _wrap("provenance", meta.get(RK.META_PROVENANCE, "-"))
+    lines += _wrap("deviations", meta.get(RK.META_DEVIATIONS, "-"))
+    if meta.get(RK.META_SOURCE):
+        lines += _wrap("source", json.dumps(meta[RK.META_SOURCE], sort_keys=True))
     if complete:
         lines.append(
-            f"  records: {n} (failed SCF, not stored: {meta.get(K.META_FAILED, 0)}); "
-            f"created {meta.get(K.META_CREATED)}"
+            f"  records: {n} (failed SCF, not stored: {meta.get(RK.META_FAILED, 0)}); "
+            f"created {meta.get(RK.META_CREATED)}"
         )
-        if K.META_UNCONVERGED in meta:
-            unconv = meta[K.META_UNCONVERGED]
+        if RK.META_UNCONVERGED in meta:
+            unconv = meta[RK.META_UNCONVERGED]
             lines.append(
                 "  unconverged SCF (kept, flagged converged=False): "
                 + ("not recorded by the source" if unconv is None else str(len(unconv)))
             )
-        if meta.get(K.META_XC_SOURCE) or meta.get(K.META_SOURCE_PYSCF_VERSION):
+        if meta.get(RK.META_XC_SOURCE) or meta.get(RK.META_SOURCE_PYSCF_VERSION):
             lines.append(
-                f"  source functional: xc {meta.get(K.META_XC_SOURCE)!r} in PySCF "
-                f"{meta.get(K.META_SOURCE_PYSCF_VERSION)} (stored as xc {meta.get(K.META_XC)!r})"
+                f"  source functional: xc {meta.get(RK.META_XC_SOURCE)!r} in PySCF "
+                f"{meta.get(RK.META_SOURCE_PYSCF_VERSION)} (stored as xc {meta.get(RK.META_XC)!r})"
             )
-        for name, parts in meta.get(K.META_SPLITS, {}).items():
-            sizes = ", ".join(f"{p} {len(parts.get(p, []))}" for p in K.SPLIT_PARTS)
+        for name, parts in meta.get(RK.META_SPLITS, {}).items():
+            sizes = ", ".join(f"{p} {len(parts.get(p, []))}" for p in RK.SPLIT_PARTS)
             lines.append(f"  split {name}: {sizes}")
     else:
         lines.append(

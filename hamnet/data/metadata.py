@@ -7,7 +7,7 @@ import json
 from typing import Any, Mapping
 
 from hamnet import __version__
-from hamnet.data import keys as K
+from hamnet.data import record_keys as RK
 from hamnet.data.errors import DatasetError
 
 
@@ -16,13 +16,13 @@ def new_metadata() -> dict:
     import pyscf
 
     return {
-        K.META_FORMAT: K.FORMAT_NAME,
-        K.META_SCHEMA: K.SCHEMA_VERSION,
-        K.META_HAMNET_VERSION: __version__,
-        K.META_PYSCF_VERSION: pyscf.__version__,
-        K.META_UNITS: dict(K.UNITS),
-        K.META_AO_ORDER: "pyscf",
-        K.META_COMPLETE: False,
+        RK.META_FORMAT: RK.FORMAT_NAME,
+        RK.META_SCHEMA: RK.SCHEMA_VERSION,
+        RK.META_HAMNET_VERSION: __version__,
+        RK.META_PYSCF_VERSION: pyscf.__version__,
+        RK.META_UNITS: dict(RK.UNITS),
+        RK.META_AO_ORDER: "pyscf",
+        RK.META_COMPLETE: False,
     }
 
 
@@ -32,11 +32,11 @@ def check_splits(splits: Any, count: int) -> dict:
         raise DatasetError(f"splits must be a dict name -> parts, got {type(splits).__name__}")
     out = {}
     for name, parts in splits.items():
-        if not isinstance(parts, Mapping) or set(parts) - set(K.SPLIT_PARTS):
-            raise DatasetError(f"split {name!r} must map {list(K.SPLIT_PARTS)} to index lists")
+        if not isinstance(parts, Mapping) or set(parts) - set(RK.SPLIT_PARTS):
+            raise DatasetError(f"split {name!r} must map {list(RK.SPLIT_PARTS)} to index lists")
         seen: set[int] = set()
         out[str(name)] = {}
-        for part in K.SPLIT_PARTS:
+        for part in RK.SPLIT_PARTS:
             idx = [int(i) for i in parts.get(part, [])]
             bad = [i for i in idx if not 0 <= i < count]
             if bad:
@@ -53,17 +53,17 @@ def check_splits(splits: Any, count: int) -> dict:
 def complete_metadata(metadata: Mapping[str, Any], count: int) -> dict:
     """Metadata of a finished dataset of ``count`` records (validated, with defaults)."""
     meta = new_metadata()
-    meta.update({k: v for k, v in metadata.items() if k != K.META_PYSCF_VERSION or v})
-    for key in (K.META_RECIPE, K.META_XC, K.META_BASIS):
+    meta.update({k: v for k, v in metadata.items() if k != RK.META_PYSCF_VERSION or v})
+    for key in (RK.META_RECIPE, RK.META_XC, RK.META_BASIS):
         if not meta.get(key):
             raise DatasetError(f"dataset metadata needs {key!r} (got {meta.get(key)!r})")
-    meta.setdefault(K.META_GRID_LEVEL, None)
-    meta.setdefault(K.META_CONV_TOL, None)
-    meta.setdefault(K.META_CONV_TOL_GRAD, None)
-    meta[K.META_SPLITS] = check_splits(meta.get(K.META_SPLITS, {}), count)
-    meta[K.META_COUNT] = int(count)
-    meta[K.META_COMPLETE] = True
-    meta[K.META_CREATED] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+    meta.setdefault(RK.META_GRID_LEVEL, None)
+    meta.setdefault(RK.META_CONV_TOL, None)
+    meta.setdefault(RK.META_CONV_TOL_GRAD, None)
+    meta[RK.META_SPLITS] = check_splits(meta.get(RK.META_SPLITS, {}), count)
+    meta[RK.META_COUNT] = int(count)
+    meta[RK.META_COMPLETE] = True
+    meta[RK.META_CREATED] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"
     )
     try:

@@ -26,9 +26,10 @@ import lmdb
 import numpy as np
 
 from hamnet import __version__
-from hamnet.data import keys as K
+from hamnet.data import record_keys as RK
 from hamnet.data.codec import decode
 from hamnet.data.errors import (
+    UnknownSplitError,
     CorruptDatasetError,
     DatasetError,
     IncompleteDatasetError,
@@ -158,13 +159,13 @@ class Store:
             meta = json.loads(raw)
         except ValueError as exc:
             raise CorruptDatasetError(f"{self.path}: metadata is not valid JSON ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get(K.META_FORMAT) != K.FORMAT_NAME:
+        if not isinstance(meta, dict) or meta.get(RK.META_FORMAT) != RK.FORMAT_NAME:
             raise CorruptDatasetError(f"{self.path} is not a hamnet dataset (wrong format tag)")
-        version = meta.get(K.META_SCHEMA)
-        if version != K.SCHEMA_VERSION:
+        version = meta.get(RK.META_SCHEMA)
+        if version != RK.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.path} has dataset schema version {version!r}; this hamnet "
-                f"{__version__} reads version {K.SCHEMA_VERSION} only"
+                f"{__version__} reads version {RK.SCHEMA_VERSION} only"
             )
         return meta
 
@@ -247,13 +248,13 @@ class HamiltonianDataset(Sequence):
         self._pid = os.getpid()
         try:
             self.metadata = store.read_meta()
-            if not self.metadata.get(K.META_COMPLETE):
+            if not self.metadata.get(RK.META_COMPLETE):
                 raise IncompleteDatasetError(
                     f"{self.path} is incomplete (an interrupted 'hamnet data make'); rerun "
                     "the same command to finish it"
                 )
             raw = store.get(INDEX_KEY)
-            count = int(self.metadata.get(K.META_COUNT, -1))
+            count = int(self.metadata.get(RK.META_COUNT, -1))
             if raw is None or len(raw) != 8 * count:
                 raise CorruptDatasetError(
                     f"{self.path}: record index is missing or does not match count {count}"
@@ -294,14 +295,14 @@ class HamiltonianDataset(Sequence):
     @property
     def splits(self) -> dict:
         """``{name: {"train"|"val"|"test": [index, ...]}}``."""
-        return self.metadata.get(K.META_SPLITS, {})
+        return self.metadata.get(RK.META_SPLITS, {})
 
     def split(self, name: str, part: str) -> list[int]:
         """Indices of ``part`` (``train``, ``val``, ``test``) of the named split."""
         if name not in self.splits:
-            raise KeyError(f"{self.path} has no split {name!r}; it has {sorted(self.splits)}")
-        if part not in K.SPLIT_PARTS:
-            raise KeyError(f"split part must be one of {K.SPLIT_PARTS}, got {part!r}")
+            raise UnknownSplitError(f"{self.path} has no split {name!r}; it has {sorted(self.splits)}")
+        if part not in RK.SPLIT_PARTS:
+            raise UnknownSplitError(f"split part must be one of {RK.SPLIT_PARTS}, got {part!r}")
         return list(self.splits[name].get(part, []))
 
     def close(self) -> None:
@@ -320,7 +321,7 @@ class HamiltonianDataset(Sequence):
         m = self.metadata
         return (
             f"HamiltonianDataset({str(self.path)!r}, n={len(self)}, "
-            f"recipe={m.get(K.META_RECIPE)!r}, {m.get(K.META_XC)}/{m.get(K.META_BASIS)})"
+            f"recipe={m.get(RK.META_RECIPE)!r}, {m.get(RK.META_XC)}/{m.get(RK.META_BASIS)})"
         )
 
 

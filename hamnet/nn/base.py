@@ -1,12 +1,15 @@
 """What every hamnet Hamiltonian model shares: the batch -> blocks contract and prediction.
 
 A model maps a batch (:func:`hamnet.graph.collate`) to padded orbital blocks (see
-:mod:`hamnet.model` for the keys); from those blocks :class:`ModelBase` assembles full
-matrices and predicts for molecules. Subclasses implement ``forward``:
+:mod:`hamnet.nn.equivariant` for the keys); from those blocks :class:`ModelBase`
+assembles full matrices and predicts for molecules. Subclasses implement ``forward``
+and end it with :meth:`ModelBase._symmetric_blocks`, the tail every backbone shares:
 
-* :class:`hamnet.model.HamiltonianModel` -- the O(3)-equivariant e3nn network (TraceGrad);
+* :class:`hamnet.nn.equivariant.EquivariantModel` -- the O(3)-equivariant e3nn network (TraceGrad);
 * :class:`hamnet.nn.pet.PETHamiltonianModel` -- an unconstrained point-edge transformer;
-* :class:`hamnet.symmetry.RotationAveraged` -- any model averaged over a rotation grid.
+* :class:`hamnet.symmetry.averaging.RotationAveraged` -- any model averaged over a rotation grid.
+
+Backbones are registered by name in :data:`hamnet.nn.config.BACKBONES`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from pyscf import gto
 from torch import nn
 
-from hamnet import keys as K
+from hamnet import graph_keys as GK
 from hamnet.basis import OrbitalBasis
 from hamnet.graph import collate, geometry_of, molecule_graph, to_device
 
@@ -38,6 +41,8 @@ class ModelBase(nn.Module):
     """
 
     equivariant: bool = False
+    #: Why :func:`hamnet.model.save_model` refuses this model (None: it can be saved).
+    save_refusal: Optional[str] = None
 
     def __init__(self, basis: OrbitalBasis, config=None, xc: Optional[str] = None):
         super().__init__()
@@ -70,16 +75,40 @@ class ModelBase(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    # ---- the shared tail of every backbone ------------------------------------------------
+
+    def _register_block_masks(self) -> None:
+        """Buffer ``block_masks`` ``(n_el, n_el, n_pad, n_pad)`` bool: entries that exist per element pair."""
+        els = self.basis.elements
+        masks = torch.tensor(np.array([[self.basis.block_mask(a, b) for b in els] for a in els]))
+        self.register_buffer("block_masks", masks, persistent=False)
+
+    def _symmetric_blocks(self, diag, off, elem, pair_index, reverse) -> dict:
+        """Symmetrize and mask raw blocks: ``(B + B^T)/2`` on site, ``(B_ij + B_ji^T)/2`` off site.
+
+        ``diag`` ``(n_atoms, n_pad, n_pad)``, ``off`` ``(n_pairs, n_pad, n_pad)``, ``elem``
+        ``(n_atoms,)`` element index, ``pair_index`` ``(2, n_pairs)``, ``reverse``
+        ``(n_pairs,)``. Returns the output dict with the block and mask keys, so the
+        assembled H is exactly symmetric and zero at padding.
+        """
+        diag = 0.5 * (diag + diag.transpose(-1, -2))
+        off = 0.5 * (off + off[reverse].transpose(-1, -2))
+        out = {GK.DIAG_MASK: self.block_masks[elem, elem],
+               GK.OFFDIAG_MASK: self.block_masks[elem[pair_index[0]], elem[pair_index[1]]]}
+        out[GK.DIAG] = diag * out[GK.DIAG_MASK]
+        out[GK.OFFDIAG] = off * out[GK.OFFDIAG_MASK]
+        return out
+
     # ---- full matrices ------------------------------------------------------------------
 
     def assemble(self, out: dict, batch: dict) -> list:
         """Full ``(nao, nao)`` matrices (torch, Hartree, PySCF AO order), one per molecule."""
-        ptr, pptr, Z = batch[K.PTR].tolist(), batch[K.PAIR_PTR].tolist(), batch[K.Z]
+        ptr, pptr, Z = batch[GK.PTR].tolist(), batch[GK.PAIR_PTR].tolist(), batch[GK.Z]
         mats = []
         for m in range(len(ptr) - 1):
             a0, a1, p0, p1 = ptr[m], ptr[m + 1], pptr[m], pptr[m + 1]
             zs = Z[a0:a1].tolist()
-            mats.append(self.basis.assemble(out[K.DIAG][a0:a1], out[K.OFFDIAG][p0:p1], zs))
+            mats.append(self.basis.assemble(out[GK.DIAG][a0:a1], out[GK.OFFDIAG][p0:p1], zs))
         return mats
 
     def _graph(self, molecule) -> dict:

@@ -1,101 +1,149 @@
-"""Model hyperparameters: one typed, validated dataclass (defaults are small and CPU-fast)."""
+"""Model hyperparameters, one validated config class per backbone, and the backbone registry.
+
+:data:`BACKBONES` is the one place a backbone is chosen by name: it maps the name to its
+config class and (lazily, so that validating a config needs no torch) to its model class.
+A new backbone adds a :class:`ModelConfig` subclass and one registry line, and gets the
+shared tests of :mod:`hamnet.testing` for free.
+
+Hyperparameters are written flat in the ``model:`` section of a run config and in model
+files (``pet_dim: 64``); each backbone accepts only its own keys. Model files and
+configs written before the split list every backbone's keys: keys of another backbone
+that hold that backbone's default are ignored, any other value is an error.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 
-__all__ = ["ModelConfig", "ConfigError", "BACKBONES"]
+from pydantic import Field, model_validator
 
-#: Backbones selectable by ``model.backbone``: the O(3)-equivariant e3nn network, and
-#: an unconstrained point-edge transformer on Cartesian edge vectors (not equivariant;
-#: train it with rotational augmentation, average it with :mod:`hamnet.symmetry`).
-BACKBONES = ("equivariant", "pet")
+from hamnet.errors import ConfigError
+from hamnet.validation import Bool, PosInt, PosNumber, StrictModel, Strict, invalid, validate
+
+__all__ = ["ModelConfig", "EquivariantConfig", "SO2Config", "PETConfig", "Backbone", "BACKBONES", "ConfigError",
+           "model_config", "model_class"]
 
 
-class ConfigError(ValueError):
-    """A hyperparameter with a wrong name, type or value (the message names it)."""
+class ModelConfig(StrictModel):
+    """Hyperparameters every backbone has (defaults are small and CPU-fast).
+
+    The angular momentum of equivariant features is not a hyperparameter: it is derived
+    from the basis (the highest ``L`` of :attr:`OrbitalBasis.block_irreps`).
+    """
+
+    backbone: str
+    tracegrad: Bool = False  # TraceGrad (equivariant backbones only)
+    num_layers: PosInt = 2  # message-passing / transformer layers
+    cutoff: PosNumber = 5.0  # Angstrom, message-passing edges
+    num_radial: PosInt = 8  # Bessel functions of edge lengths
+    pair_radial_max: PosNumber = 10.0  # Angstrom, last centre of the pair-distance Gaussians
+    num_pair_radial: Annotated[int, Strict(), Field(ge=2)] = 12  # Gaussians of pair distances
+
+    def to_dict(self) -> dict:
+        """Flat ``{key: value}`` as written in configs and model files."""
+        return self.model_dump(by_alias=True)
+
+
+class EquivariantConfig(ModelConfig):
+    """The O(3)-equivariant e3nn backbone with TraceGrad (:mod:`hamnet.nn.equivariant`)."""
+
+    backbone: Literal["equivariant"] = "equivariant"
+    tracegrad: Bool = True  # False: the baseline, same backbone and heads without TraceGrad
+    num_channels: PosInt = 8  # multiplicity of every irrep type in node and pair features
+    radial_hidden: PosInt = 32  # hidden width of radial MLPs
+    avg_num_neighbors: PosNumber = 8.0  # normalization of summed messages
+    pair_cutoff: Optional[PosNumber] = None  # Angstrom; off-diagonal blocks beyond it are zero (None: dense)
+    tracegrad_channels: PosInt = 4  # copies per irrep type entering the invariant contractions
+    tracegrad_hidden: PosInt = 64  # width of the invariant encoder/decoder MLPs
+    tracegrad_depth: PosInt = 3  # hidden layers of the invariant encoder
+    tracegrad_dim: PosInt = 32  # size of the invariant code z
+    tracegrad_alpha: PosNumber = 0.1  # initial step of f' = f + alpha v_hat (learnable per irrep type)
+    tracegrad_eps: PosNumber = 1e-8  # regularizer of the per-irrep-type normalization of v
+
+
+class SO2Config(EquivariantConfig):
+    """The SO(2)-convolution backbone with sparse pairs (:mod:`hamnet.nn.so2`); keys as ``equivariant``.
+
+    ``pair_cutoff`` defaults to a finite value: off-diagonal blocks are computed only for
+    pairs closer than it (benchmarks/pair_cutoff.py measures the error this costs).
+    """
+
+    backbone: Literal["so2"] = "so2"
+    pair_cutoff: Optional[PosNumber] = 10.0  # Angstrom; off-diagonal blocks beyond it are zero (None: dense)
+
+
+class PETConfig(ModelConfig):
+    """The unconstrained point-edge transformer (:mod:`hamnet.nn.pet`); not equivariant."""
+
+    backbone: Literal["pet"] = "pet"
+    dim: PosInt = Field(64, alias="pet_dim")  # width of node and edge tokens
+    heads: PosInt = Field(4, alias="pet_heads")  # attention heads (must divide dim)
+    ff: PosInt = Field(128, alias="pet_ff")  # hidden width of the transformer feed-forward blocks
+    pair_hidden: PosInt = Field(128, alias="pet_pair_hidden")  # hidden width of the block MLPs
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.tracegrad:
+            raise invalid("tracegrad", "needs backbone 'equivariant' (v = dz/df is only equivariant for "
+                          "equivariant features f); set tracegrad: false for backbone 'pet'")
+        if self.dim % self.heads:
+            raise invalid(None, f"'pet_heads' ({self.heads}) must divide 'pet_dim' ({self.dim})")
+        return self
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Hyperparameters of :class:`hamnet.model.HamiltonianModel`.
+class Backbone:
+    """A registered backbone: its config class and its model class as ``"module:Class"``."""
 
-    The angular momentum of the features is not a hyperparameter: it is derived from
-    the basis (the highest ``L`` of :attr:`OrbitalBasis.block_irreps`).
+    config: type
+    model: str
+    equivariant: bool
+
+
+#: Backbones selectable by ``model.backbone``: the O(3)-equivariant e3nn network, and an
+#: unconstrained point-edge transformer on Cartesian edge vectors (train it with rotational
+#: augmentation, average it with :mod:`hamnet.symmetry`).
+BACKBONES: dict[str, Backbone] = {
+    "equivariant": Backbone(EquivariantConfig, "hamnet.nn.equivariant:EquivariantModel", True),
+    "pet": Backbone(PETConfig, "hamnet.nn.pet:PETHamiltonianModel", False),
+    "so2": Backbone(SO2Config, "hamnet.nn.so2:SO2Model", True),
+}
+
+
+def _keys(cls) -> dict:
+    """Key as written (alias) -> default, for every field of a config class."""
+    return {f.alias or name: f.default for name, f in cls.model_fields.items()}
+
+
+def model_config(values: Mapping[str, Any], where: str = "model", extra_keys=()) -> ModelConfig:
+    """The validated config of the backbone ``values["backbone"]`` (default ``equivariant``).
+
+    ``tracegrad: None`` means the backbone's default. Raises :class:`ConfigError` naming the
+    key path and the allowed keys or values.
     """
-
-    backbone: str = "equivariant"  # one of BACKBONES
-    tracegrad: Optional[bool] = None  # None: on for "equivariant", off otherwise; False: the baseline
-    num_channels: int = 8  # multiplicity of every irrep type in node and pair features
-    num_layers: int = 2  # message-passing layers
-    cutoff: float = 5.0  # Angstrom, message-passing edges
-    num_radial: int = 8  # Bessel functions of edge lengths
-    radial_hidden: int = 32  # hidden width of radial MLPs
-    avg_num_neighbors: float = 8.0  # normalization of summed messages
-    pair_cutoff: Optional[float] = None  # Angstrom; off-diagonal blocks beyond it are zero (None: dense)
-    pair_radial_max: float = 10.0  # Angstrom, last centre of the pair-distance Gaussians
-    num_pair_radial: int = 12  # Gaussians of pair distances
-    tracegrad_channels: int = 4  # copies per irrep type entering the invariant contractions
-    tracegrad_hidden: int = 64  # width of the invariant encoder/decoder MLPs
-    tracegrad_depth: int = 3  # hidden layers of the invariant encoder
-    tracegrad_dim: int = 32  # size of the invariant code z
-    tracegrad_alpha: float = 0.1  # initial step of f' = f + alpha v_hat (learnable per irrep type)
-    tracegrad_eps: float = 1e-8  # regularizer of the per-irrep-type normalization of v
-    pet_dim: int = 64  # backbone "pet": width of node and edge tokens
-    pet_heads: int = 4  # backbone "pet": attention heads (must divide pet_dim)
-    pet_ff: int = 128  # backbone "pet": hidden width of the transformer feed-forward blocks
-    pet_pair_hidden: int = 128  # backbone "pet": hidden width of the block MLPs
-
-    def __post_init__(self):
-        if self.tracegrad is None:
-            object.__setattr__(self, "tracegrad", self.backbone == "equivariant")
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name == "backbone":
-                if v not in BACKBONES:
-                    raise ConfigError(f"model hyperparameter 'backbone' must be one of {', '.join(BACKBONES)}; got {v!r}")
-            elif f.name == "tracegrad":
-                if not isinstance(v, bool):
-                    raise ConfigError(f"model hyperparameter 'tracegrad' must be true or false, got {v!r}")
-            elif f.name == "pair_cutoff":
-                if v is not None and (not _is_number(v) or v <= 0):
-                    raise ConfigError(
-                        f"model hyperparameter 'pair_cutoff' must be a positive number (Angstrom) or null, got {v!r}"
-                    )
-            elif f.type in ("int", int):
-                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                    raise ConfigError(f"model hyperparameter {f.name!r} must be an integer >= 1, got {v!r}")
-            elif f.type in ("float", float):
-                if not _is_number(v) or not v > 0:
-                    raise ConfigError(f"model hyperparameter {f.name!r} must be a positive number, got {v!r}")
-        if self.backbone != "equivariant" and self.tracegrad:
-            raise ConfigError(
-                f"model hyperparameter 'tracegrad' needs backbone 'equivariant' (v = dz/df is only "
-                f"equivariant for equivariant features f); set tracegrad: false for backbone {self.backbone!r}"
-            )
-        if self.pet_dim % self.pet_heads:
-            raise ConfigError(f"model hyperparameter 'pet_heads' ({self.pet_heads}) must divide 'pet_dim' ({self.pet_dim})")
-        if self.num_pair_radial < 2:
-            raise ConfigError(f"model hyperparameter 'num_pair_radial' must be >= 2, got {self.num_pair_radial}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
-        """Build from a mapping, rejecting unknown names with the list of allowed ones."""
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise ConfigError(f"unknown model hyperparameter(s) {unknown}; allowed: {', '.join(allowed)}")
-        values = dict(values)
-        for f in dataclasses.fields(cls):  # accept integral floats for float fields (YAML "5")
-            if f.name in values and f.type in ("float", float, "Optional[float]") and _is_number(values[f.name]):
-                values[f.name] = float(values[f.name])
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where} must be a mapping of hyperparameters, got {values!r}")
+    values = {k: v for k, v in values.items() if not (k == "tracegrad" and v is None)}
+    name = values.get("backbone", "equivariant")
+    if name not in BACKBONES:
+        raise ConfigError(f"{where}.backbone: {name!r} is not allowed; allowed values: {', '.join(BACKBONES)}")
+    cls = BACKBONES[name].config
+    own = _keys(cls)
+    defaults: dict = {}  # key of another backbone -> the defaults it has there
+    for other in BACKBONES.values():
+        for key, default in _keys(other.config).items():
+            defaults.setdefault(key, []).append(default)
+    for key in [k for k in values if k in defaults and k not in own]:
+        if values[key] not in defaults[key]:  # legacy flat configs list every backbone's keys
+            raise ConfigError(f"{where}.{key} is a hyperparameter of another backbone, not of {name!r}; "
+                              f"allowed keys: {', '.join(list(extra_keys) + list(own))}")
+        del values[key]
+    return validate(cls, {**values, "backbone": name}, where, extra_keys)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def model_class(name: str) -> type:
+    """The model class of a registered backbone (imported on first use)."""
+    module, _, attr = BACKBONES[name].model.partition(":")
+    return getattr(importlib.import_module(module), attr)

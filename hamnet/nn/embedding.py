@@ -21,11 +21,6 @@ class ElementEmbedding(nn.Module):
         the element index.
     irreps_out : e3nn.o3.Irreps
         Scalar irreps (``mul x 0e``) of the initial node features.
-
-    Attributes
-    ----------
-    irreps_onehot : e3nn.o3.Irreps
-        ``n_elements x 0e``.
     """
 
     def __init__(self, elements: Sequence, irreps_out):
@@ -33,7 +28,6 @@ class ElementEmbedding(nn.Module):
         zs = sorted({atomic_number(e) for e in elements})
         self.elements = tuple(zs)
         self.n_elements = len(zs)
-        self.irreps_onehot = o3.Irreps(f"{self.n_elements}x0e")
         self.irreps_out = o3.Irreps(irreps_out)
         if any(ir.l != 0 or ir.p != 1 for _, ir in self.irreps_out):
             raise ValueError(f"element embedding must output scalars (0e), got {self.irreps_out}")

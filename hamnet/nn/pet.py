@@ -4,9 +4,9 @@ The network sees the raw Cartesian components of the edge vectors, so nothing in
 architecture makes the predicted Hamiltonian rotate with the molecule: rotational
 symmetry is learned from augmented data (``augment.rotations`` in the training config)
 and can be restored exactly at test time by averaging over rotations
-(:class:`hamnet.symmetry.RotationAveraged`). It is the "unconstrained" side of the
+(:class:`hamnet.symmetry.averaging.RotationAveraged`). It is the "unconstrained" side of the
 comparison the PET/ECSE and broken-symmetry papers make; the equivariant side is
-:class:`hamnet.model.HamiltonianModel`. Permutation symmetry, translation invariance and
+:class:`hamnet.nn.equivariant.EquivariantModel`. Permutation symmetry, translation invariance and
 the exact symmetry ``H = H^T`` are kept by construction.
 
 Architecture (in the spirit of Pozdnyakov and Ceriotti's PET, simplified)
@@ -30,16 +30,15 @@ from __future__ import annotations
 import math
 from typing import Iterable, Optional
 
-import numpy as np
 import torch
 from e3nn import o3
 from torch import nn
 
-from hamnet import keys as K
+from hamnet import graph_keys as GK
 from hamnet.basis import OrbitalBasis
 from hamnet.graph import cutoff_edges
 from hamnet.nn.base import ModelBase
-from hamnet.nn.config import ModelConfig
+from hamnet.nn.config import PETConfig
 from hamnet.nn.embedding import ElementEmbedding
 from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff, mlp
 
@@ -91,32 +90,29 @@ def invariant_part(basis: OrbitalBasis, blocks: torch.Tensor) -> torch.Tensor:
 
 class PETHamiltonianModel(ModelBase):
     """Unconstrained (not rotation-equivariant) Hamiltonian model; same outputs as
-    :class:`hamnet.model.HamiltonianModel` without the trace keys. Build it with
+    :class:`hamnet.nn.equivariant.EquivariantModel` without the trace keys. Build it with
     ``hamnet.model.build_model(..., backbone="pet")``.
     """
 
     equivariant = False
 
-    def __init__(self, basis: OrbitalBasis, config: ModelConfig, xc: Optional[str] = None):
+    def __init__(self, basis: OrbitalBasis, config: PETConfig, xc: Optional[str] = None):
         super().__init__(basis, config, xc)
         c = config
-        d, n_pad = c.pet_dim, basis.n_pad
+        d, n_pad = c.dim, basis.n_pad
         self.embedding = ElementEmbedding(basis.elements, o3.Irreps(f"{d}x0e"))
         n_el = self.embedding.n_elements
         self.rbf = BesselBasis(c.cutoff, c.num_radial)
         self.envelope = PolynomialCutoff(c.cutoff)
         self.edge_embed = mlp(3 + c.num_radial + d, d, d, depth=1)
         self.neighbor = nn.ModuleList([nn.Linear(d, d) for _ in range(c.num_layers)])
-        self.layers = nn.ModuleList([PETLayer(d, c.pet_heads, c.pet_ff) for _ in range(c.num_layers)])
+        self.layers = nn.ModuleList([PETLayer(d, c.heads, c.ff) for _ in range(c.num_layers)])
         self.norm = nn.LayerNorm(d)
         self.pair_rbf = GaussianBasis(c.pair_radial_max, c.num_pair_radial)
-        self.diag_mlp = mlp(d, c.pet_pair_hidden, n_pad * n_pad, depth=2)
-        self.offdiag_mlp = mlp(2 * d + c.num_pair_radial + 3, c.pet_pair_hidden, n_pad * n_pad, depth=2)
+        self.diag_mlp = mlp(d, c.pair_hidden, n_pad * n_pad, depth=2)
+        self.offdiag_mlp = mlp(2 * d + c.num_pair_radial + 3, c.pair_hidden, n_pad * n_pad, depth=2)
         self.reference = nn.Parameter(torch.zeros(n_el, n_pad, n_pad))  # Hartree, per-element diagonal block
-        masks = torch.tensor(
-            np.array([[basis.block_mask(a, b) for b in basis.elements] for a in basis.elements])
-        )  # [n_el, n_el, n_pad, n_pad]
-        self.register_buffer("block_masks", masks, persistent=False)
+        self._register_block_masks()
 
     def _tokens(self, n_atoms: int, receiver: torch.Tensor):
         """Slot of each edge in its receiver's padded sequence, and the sequence length."""
@@ -130,8 +126,8 @@ class PETHamiltonianModel(ModelBase):
 
     def forward(self, batch: dict) -> dict:
         c = self.cfg
-        Z, pos = batch[K.Z], batch[K.POS].to(self.dtype)
-        pair_index, reverse = batch[K.PAIR_INDEX], batch[K.PAIR_REVERSE]
+        Z, pos = batch[GK.Z], batch[GK.POS].to(self.dtype)
+        pair_index, reverse = batch[GK.PAIR_INDEX], batch[GK.PAIR_REVERSE]
         elem, onehot, h = self.embedding(Z, self.dtype)  # [n], [n, n_el], [n, d]
         n = len(Z)
         edge_index, edge_vec, edge_len = cutoff_edges(pos, pair_index, c.cutoff)
@@ -156,12 +152,7 @@ class PETHamiltonianModel(ModelBase):
         dist = vec.norm(dim=-1)
         pf = torch.cat([h[i], h[j], self.pair_rbf(dist), vec / c.pair_radial_max], dim=-1)
         off = self.offdiag_mlp(pf).reshape(-1, n_pad, n_pad)
-        diag = 0.5 * (diag + diag.transpose(-1, -2))
-        off = 0.5 * (off + off[reverse].transpose(-1, -2))
-        out = {K.DIAG_MASK: self.block_masks[elem, elem], K.OFFDIAG_MASK: self.block_masks[elem[i], elem[j]]}
-        out[K.DIAG] = diag * out[K.DIAG_MASK]
-        out[K.OFFDIAG] = off * out[K.OFFDIAG_MASK]
-        return out
+        return self._symmetric_blocks(diag, off, elem, pair_index, reverse)
 
     @torch.no_grad()
     def fit_reference(self, graphs: Iterable[dict]) -> None:
@@ -171,10 +162,10 @@ class PETHamiltonianModel(ModelBase):
         sums = torch.zeros(n_el, n_pad, n_pad, dtype=torch.float64)
         counts = torch.zeros(n_el, dtype=torch.float64)
         for g in graphs:
-            if K.TARGET_DIAG not in g:
+            if GK.TARGET_DIAG not in g:
                 raise ValueError("fit_reference needs graphs with target blocks (molecule_graph(..., fock=...))")
-            elem = self.embedding.index(g[K.Z].to(self.device)).cpu()
-            sums.index_add_(0, elem, g[K.TARGET_DIAG].to(torch.float64).cpu())
+            elem = self.embedding.index(g[GK.Z].to(self.device)).cpu()
+            sums.index_add_(0, elem, g[GK.TARGET_DIAG].to(torch.float64).cpu())
             counts.index_add_(0, elem, torch.ones(len(elem), dtype=torch.float64))
         mean = invariant_part(self.basis, sums / counts.clamp_min(1.0)[:, None, None])
         self.reference.copy_(mean.to(dtype=self.dtype, device=self.device))

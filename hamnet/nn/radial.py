@@ -119,7 +119,6 @@ class RadialMLP(nn.Module):
     def __init__(self, n_in: int, hidden: int, n_out: int, n_hidden_layers: int = 1):
         super().__init__()
         self.net = mlp(n_in, hidden, n_out, n_hidden_layers)
-        self.n_out = n_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -28,6 +28,7 @@ from typing import Optional, Union
 
 import torch
 
+from hamnet.errors import HamnetError, MissingFileError
 from hamnet.model import (
     FORMAT as MODEL_FORMAT,
     HamiltonianModel,
@@ -53,7 +54,7 @@ CHECKPOINT_VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HamnetError, ValueError):
     """A checkpoint that is missing, truncated, foreign, or from a newer hamnet."""
 
 
@@ -115,7 +116,7 @@ def read_checkpoint(path: Union[str, os.PathLike], *, need_train_state: bool = F
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFileError(f"no checkpoint at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several kinds for truncated or foreign files
@@ -158,7 +159,7 @@ def find_checkpoint(path: Union[str, os.PathLike]) -> Path:
         for name in (BEST, LAST):
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"{path} holds no {BEST} or {LAST}; is it a hamnet run directory?")
+        raise MissingFileError(f"{path} holds no {BEST} or {LAST}; is it a hamnet run directory?")
     if not path.exists():
-        raise FileNotFoundError(f"no run directory or checkpoint at {path}")
+        raise MissingFileError(f"no run directory or checkpoint at {path}")
     return path

@@ -19,9 +19,11 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
+from hamnet.errors import HamnetError
 from hamnet.basis import OrbitalBasis
 from hamnet.data import HamiltonianDataset, IncompleteDatasetError, open_dataset
-from hamnet.data import keys as DK
+from hamnet.data import record_keys as RK
+from hamnet.data.splits import random_split
 from hamnet.graph import molecule_graph
 
 __all__ = [
@@ -30,7 +32,6 @@ __all__ = [
     "recipe_store_path",
     "split_indices",
     "run_split",
-    "random_split",
     "store_elements",
     "check_compatible",
     "GraphDataset",
@@ -39,7 +40,7 @@ __all__ = [
 log = logging.getLogger("hamnet.train")
 
 
-class DataError(ValueError):
+class DataError(HamnetError, ValueError):
     """The data of a run cannot be used (missing store, unknown split, basis/xc mismatch)."""
 
 
@@ -48,7 +49,7 @@ def recipe_store_path(recipe: str, n: int, root) -> Path:
     return Path(root).expanduser() / f"{recipe}-{n}"
 
 
-def _make_recipe(recipe: str, n: int, out: Path, workers: int) -> None:
+def _make_recipe(recipe: str, n: int, out: Path, workers: int, progress: bool) -> None:
     """Generate a recipe store by calling ``hamnet data make``'s implementation directly."""
     try:
         from data_tools import make as make_mod  # type: ignore
@@ -57,12 +58,12 @@ def _make_recipe(recipe: str, n: int, out: Path, workers: int) -> None:
     from data_tools.recipes import RecipeError  # type: ignore
 
     try:
-        make_mod.make_dataset(recipe, out, n, workers=workers, progress=True)
+        make_mod.make_dataset(recipe, out, n, workers=workers, progress=progress)
     except RecipeError as exc:
         raise DataError(f"data: {exc}") from exc
 
 
-def resolve_store(data_cfg, *, make: bool = True) -> HamiltonianDataset:
+def resolve_store(data_cfg, *, make: bool = True, progress: bool = True) -> HamiltonianDataset:
     """Open the store a ``data`` config section names (generating a recipe if needed).
 
     Parameters
@@ -70,6 +71,8 @@ def resolve_store(data_cfg, *, make: bool = True) -> HamiltonianDataset:
     data_cfg : hamnet.train.config.DataConfig
     make : bool
         Generate a missing recipe store; ``False`` raises :class:`DataError` instead.
+    progress : bool
+        Progress bars of the generation (off anyway where stderr is not a terminal).
     """
     if data_cfg.path is not None:
         path = Path(data_cfg.path).expanduser()
@@ -85,26 +88,34 @@ def resolve_store(data_cfg, *, make: bool = True) -> HamiltonianDataset:
     if not make:
         raise DataError(f"no finished store for recipe {data_cfg.recipe!r} at {path}")
     log.info("generating %s (n=%d) into %s", data_cfg.recipe, data_cfg.n, path)
-    _make_recipe(data_cfg.recipe, data_cfg.n, path, data_cfg.workers)
+    _make_recipe(data_cfg.recipe, data_cfg.n, path, data_cfg.workers, progress)
     return open_dataset(path)
 
 
-def random_split(n: int, fractions, seed: int) -> dict:
-    """``{"train", "val", "test"}`` index lists: a seeded permutation cut at ``fractions``."""
-    perm = np.random.RandomState(seed).permutation(n)
-    n_tr = max(1, int(round(fractions[0] * n)))
-    n_va = max(1 if n - n_tr > 1 else 0, int(round(fractions[1] * n)))
-    parts = (perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :])
-    return {k: sorted(int(i) for i in p) for k, p in zip(("train", "val", "test"), parts)}
+def run_split(ds: HamiltonianDataset, split_cfg, seed: int,
+              exclude_unconverged: bool = False) -> tuple[str, dict]:
+    """``(name, {"train"|"val"|"test": indices})`` of a run's ``split`` config section.
 
-
-def run_split(ds: HamiltonianDataset, split_cfg, seed: int) -> tuple[str, dict]:
-    """``(name, {"train"|"val"|"test": indices})`` of a run's ``split`` config section."""
+    With ``exclude_unconverged`` (config ``data.exclude_unconverged``) the records whose
+    source SCF did not converge are dropped from the parts the run trains and validates
+    on (``split.train``, ``split.val``); the test part stays as the benchmark defines it.
+    """
     if split_cfg.fractions is not None:
         f = split_cfg.fractions
-        return f"random-{f[0]:g}-{f[1]:g}-seed{seed}", random_split(len(ds), f, seed)
-    name, _ = split_indices(ds, split_cfg.name, "train")
-    return name, {p: ds.split(name, p) for p in ("train", "val", "test")}
+        name, parts = f"random-{f[0]:g}-{f[1]:g}-seed{seed}", random_split(len(ds), f, seed)
+    else:
+        name, _ = split_indices(ds, split_cfg.name, "train")
+        parts = {p: ds.split(name, p) for p in RK.SPLIT_PARTS}
+    if exclude_unconverged:
+        from hamnet.data.select import converged_indices
+
+        for part in {split_cfg.train, split_cfg.val}:
+            kept = converged_indices(ds, parts[part])
+            if len(kept) < len(parts[part]):
+                log.info("data.exclude_unconverged: %d of %d %s records dropped",
+                         len(parts[part]) - len(kept), len(parts[part]), part)
+            parts[part] = kept
+    return name, parts
 
 
 def split_indices(ds: HamiltonianDataset, name: Optional[str], part: str) -> tuple[str, list]:
@@ -125,24 +136,25 @@ def store_elements(ds: HamiltonianDataset, indices: Optional[Iterable[int]] = No
     """Sorted atomic numbers occurring in the records (all records by default)."""
     seen: set[int] = set()
     for i in range(len(ds)) if indices is None else indices:
-        seen.update(int(z) for z in np.asarray(ds[i][DK.Z]).tolist())
+        seen.update(int(z) for z in np.asarray(ds[i][RK.Z]).tolist())
     return sorted(seen)
 
 
-def _norm_xc(xc) -> Optional[str]:
-    return None if xc is None else str(xc).strip().lower().replace(" ", "")
+def check_compatible(model_basis: str, model_xc: Optional[str], ds: HamiltonianDataset) -> None:
+    """Raise :class:`DataError` when a model (basis, xc) does not fit a store.
 
-
-def check_compatible(model_basis: str, model_xc: Optional[str], elements, ds: HamiltonianDataset) -> None:
-    """Raise :class:`DataError` when a model (basis, xc, elements) does not fit a store.
-
-    Basis names are compared as PySCF normalizes them (case, ``-``/``_``); the
-    functional case-insensitively. A model without a recorded xc passes the xc check.
+    Basis names are compared as PySCF normalizes them (case, ``-``/``_``); functionals as
+    PySCF's libxc parser reads them (:func:`hamnet.scf.same_functional`: ``pbe`` is
+    ``pbe,pbe``), the rule :func:`hamnet.scf.predict_guess` applies too. A model without a
+    recorded xc passes the xc check. (Elements are checked per molecule when graphs are
+    built, :func:`hamnet.molecule.validate_geometry`.)
     """
     from pyscf.gto.basis import _format_basis_name
 
+    from hamnet.scf import same_functional
+
     meta = ds.metadata
-    b_store = meta.get(DK.META_BASIS)
+    b_store = meta.get(RK.META_BASIS)
     if not isinstance(model_basis, str) or not isinstance(b_store, str):
         if model_basis != b_store:
             raise DataError(f"the model's basis {model_basis!r} is not the store's basis {b_store!r} ({ds.path})")
@@ -151,15 +163,15 @@ def check_compatible(model_basis: str, model_xc: Optional[str], elements, ds: Ha
             f"the model was trained in basis {model_basis!r} but {ds.path} is labeled in {b_store!r}; "
             "a model only predicts matrices in its own basis"
         )
-    xc_store = meta.get(DK.META_XC)
-    if model_xc is not None and _norm_xc(model_xc) != _norm_xc(xc_store):
+    xc_store = meta.get(RK.META_XC)
+    if model_xc is not None and (xc_store is None or not same_functional(str(model_xc), str(xc_store))):
         raise DataError(
             f"the model was trained on {model_xc!r} data but {ds.path} is labeled with {xc_store!r}"
         )
 
 
 class GraphDataset(torch.utils.data.Dataset):
-    """Records ``indices`` of a store as graphs with target blocks (keys in :mod:`hamnet.keys`).
+    """Records ``indices`` of a store as graphs with target blocks (keys in :mod:`hamnet.graph_keys`).
 
     Parameters
     ----------
@@ -191,7 +203,7 @@ class GraphDataset(torch.utils.data.Dataset):
         i = self.indices[k]
         rec = self.ds[i]
         try:
-            g = molecule_graph(rec[DK.Z], rec[DK.POS], basis=self.basis, fock=rec[DK.F], dtype=self.dtype)
+            g = molecule_graph(rec[RK.Z], rec[RK.POS], basis=self.basis, fock=rec[RK.F], dtype=self.dtype)
         except ValueError as exc:
             raise DataError(f"{self.ds.path} record {i}: {exc}") from exc
         if self._cache is not None:

@@ -27,12 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from hamnet.errors import ConfigError
+
 __all__ = [
     "DistEnv",
     "init_distributed",
     "shutdown_distributed",
     "wrap_model",
-    "unwrap",
     "any_flag",
     "barrier",
     "broadcast_object",
@@ -64,7 +65,7 @@ def _pick_device(preference: str, local_rank: int) -> torch.device:
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     if preference.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {preference!r} was requested but CUDA is not available")
+            raise ConfigError(f"device {preference!r} was requested but CUDA is not available")
         if preference == "cuda":
             return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device(preference)
@@ -106,10 +107,6 @@ def wrap_model(model: nn.Module, env: DistEnv) -> nn.Module:
         return model
     ids = [env.device.index] if env.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def any_flag(flags: list, env: DistEnv) -> list:

@@ -17,19 +17,21 @@ Results are equal-weight means over molecules, micro-Hartree and percent.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from hamnet.atomic import atomic_write_text
 from hamnet.basis import OrbitalBasis
 from hamnet.data import HamiltonianDataset
-from hamnet.data import keys as DK
+from hamnet.data import record_keys as RK
+from hamnet.errors import HamnetError, MissingFileError
 from hamnet.graph import collate, molecule_graph, to_device
 from hamnet.metrics import METRIC_UNITS, MetricAccumulator, format_table, molecule_metrics
+from hamnet.molecule import build_mole
+from hamnet.progress import progress_bar
 
 __all__ = [
     "EvaluationError",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 
-class EvaluationError(ValueError):
+class EvaluationError(HamnetError, ValueError):
     """Predictions that cannot be scored (missing records, wrong shapes, NaN)."""
 
 
@@ -57,14 +59,14 @@ def predict_records(model, ds: HamiltonianDataset, indices: Sequence[int], batch
     was_training = model.training
     model.eval()
     indices = [int(i) for i in indices]
-    bar = tqdm(total=len(indices), desc="evaluate", unit="mol", disable=not progress, leave=False)
+    bar = progress_bar(progress, total=len(indices), desc="evaluate", unit="mol", leave=False)
     try:
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             graphs = []
             for i in chunk:
                 rec = ds[i]
-                graphs.append(molecule_graph(rec[DK.Z], rec[DK.POS], elements=model.basis.elements,
+                graphs.append(molecule_graph(rec[RK.Z], rec[RK.POS], elements=model.basis.elements,
                                              dtype=model.dtype))
             batch = collate(graphs)
             with torch.no_grad():
@@ -78,14 +80,9 @@ def predict_records(model, ds: HamiltonianDataset, indices: Sequence[int], batch
 
 
 def _overlap(rec: Mapping, basis: str) -> np.ndarray:
-    if rec.get(DK.S) is not None:
-        return np.asarray(rec[DK.S], dtype=np.float64)
-    from pyscf import gto
-
-    atom = [(int(z), tuple(map(float, p))) for z, p in zip(rec[DK.Z], rec[DK.POS])]
-    mol = gto.M(atom=atom, basis=basis, unit="Angstrom", verbose=0, charge=0,
-                spin=int(np.sum(rec[DK.Z])) % 2)
-    return mol.intor("int1e_ovlp")
+    if rec.get(RK.S) is not None:
+        return np.asarray(rec[RK.S], dtype=np.float64)
+    return build_mole(rec[RK.Z], rec[RK.POS], basis).intor("int1e_ovlp")
 
 
 class _Layouts:
@@ -107,7 +104,8 @@ class _Layouts:
 
 
 def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
-          model_basis: Optional[OrbitalBasis] = None, per_record: Optional[dict] = None) -> tuple[dict, int]:
+          model_basis: Optional[OrbitalBasis] = None, per_record: Optional[dict] = None,
+          on_molecule: Optional[Callable] = None) -> tuple[dict, int]:
     """QH9 metrics of ``(record index, F_pred)`` pairs against the store.
 
     Parameters
@@ -118,17 +116,20 @@ def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
         Layout to take ``ao_atom`` from (default: built from the store's basis).
     per_record : dict, optional
         Filled with ``index -> molecule_metrics(...)`` (Hartree, fractions).
+    on_molecule : callable, optional
+        Called as ``on_molecule(index, rec, F_pred, S, ao_atom, nocc, metrics)`` for each
+        scored molecule (e.g. :meth:`hamnet.plots.ParityCollector.add`).
 
     Returns
     -------
     (results, n) : means in reporting units (see :data:`hamnet.metrics.METRIC_UNITS`), molecules
     """
-    basis = ds.metadata.get(DK.META_BASIS)
+    basis = ds.metadata.get(RK.META_BASIS)
     layouts = _Layouts(basis, model_basis)
     acc = MetricAccumulator()
     for i, F_pred in predictions:
         rec = ds[i]
-        F_ref = np.asarray(rec[DK.F], dtype=np.float64)
+        F_ref = np.asarray(rec[RK.F], dtype=np.float64)
         F_pred = np.asarray(F_pred, dtype=np.float64)
         if F_pred.shape != F_ref.shape:
             raise EvaluationError(
@@ -137,10 +138,13 @@ def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
             )
         if not np.isfinite(F_pred).all():
             raise EvaluationError(f"record {i}: predicted F contains NaN or inf")
-        nocc = rec.get(DK.NOCC)
-        nocc = int(nocc) if nocc is not None else int(np.sum(rec[DK.Z])) // 2
-        m = molecule_metrics(F_pred, F_ref, _overlap(rec, basis), layouts.ao_atom(rec[DK.Z]), nocc)
+        nocc = rec.get(RK.NOCC)
+        nocc = int(nocc) if nocc is not None else int(np.sum(rec[RK.Z])) // 2
+        S, ao_atom = _overlap(rec, basis), layouts.ao_atom(rec[RK.Z])
+        m = molecule_metrics(F_pred, F_ref, S, ao_atom, nocc)
         acc.add(m)
+        if on_molecule is not None:
+            on_molecule(int(i), rec, F_pred, S, ao_atom, nocc, m)
         if per_record is not None:
             per_record[int(i)] = m
     if acc.count == 0:
@@ -149,10 +153,10 @@ def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
 
 
 def evaluate_model(model, ds: HamiltonianDataset, indices: Sequence[int], batch_size: int = 16,
-                   progress: bool = False) -> tuple[dict, int]:
+                   progress: bool = False, on_molecule: Optional[Callable] = None) -> tuple[dict, int]:
     """Predict and score records ``indices`` of ``ds``; see :func:`score`."""
     preds = predict_records(model, ds, indices, batch_size=batch_size, progress=progress)
-    return score(ds, preds, model_basis=model.basis)
+    return score(ds, preds, model_basis=model.basis, on_molecule=on_molecule)
 
 
 def read_predictions(path, n_records: int) -> dict[int, np.ndarray]:
@@ -162,7 +166,7 @@ def read_predictions(path, n_records: int) -> dict[int, np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no prediction file at {path}")
+        raise MissingFileError(f"no prediction file at {path}")
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy raises several kinds
@@ -185,7 +189,7 @@ def read_predictions(path, n_records: int) -> dict[int, np.ndarray]:
 
 
 def evaluate_predictions(path, ds: HamiltonianDataset, indices: Optional[Sequence[int]] = None,
-                         per_record: Optional[dict] = None) -> tuple[dict, int]:
+                         per_record: Optional[dict] = None, on_molecule: Optional[Callable] = None) -> tuple[dict, int]:
     """Score the matrices of ``path`` (``.npz``) against ``ds``.
 
     Parameters
@@ -200,7 +204,7 @@ def evaluate_predictions(path, ds: HamiltonianDataset, indices: Optional[Sequenc
         raise EvaluationError(
             f"{path} has no prediction for {len(missing)} record(s) of the evaluated set, e.g. {missing[:10]}"
         )
-    return score(ds, ((int(i), preds[int(i)]) for i in indices), per_record=per_record)
+    return score(ds, ((int(i), preds[int(i)]) for i in indices), per_record=per_record, on_molecule=on_molecule)
 
 
 def write_report(path, results: dict, n: int, info: Optional[dict] = None) -> Path:
@@ -208,7 +212,4 @@ def write_report(path, results: dict, n: int, info: Optional[dict] = None) -> Pa
     path = Path(path)
     doc = {"metrics": results, "units": {k: METRIC_UNITS[k] for k in results}, "n_molecules": int(n)}
     doc.update(info or {})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")

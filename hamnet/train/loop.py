@@ -5,6 +5,7 @@ A run directory holds::
     config.yaml    the resolved config (every default filled in)
     train.log      what happened, with times
     metrics.csv    one row per validation (step, time, lr, train loss, QH9 metrics)
+    learning_curves.png  drawn from metrics.csv at every validation (hamnet.plots)
     last.pt        latest checkpoint, with everything needed to resume
     best.pt        EMA weights with the best validation ``eval.metric``
     eval_test.json the final test metrics (also printed as a table)
@@ -36,13 +37,15 @@ import torch
 from tqdm import tqdm
 
 import hamnet
-from hamnet import keys as K
+from hamnet import graph_keys as GK
+from hamnet.atomic import atomic_write, atomic_write_text
 from hamnet.basis import OrbitalBasis
-from hamnet.data import keys as DK
+from hamnet.data import record_keys as RK
 from hamnet.graph import collate, to_device
 from hamnet.loss import HamiltonianLoss
 from hamnet.metrics import METRIC_UNITS, format_table
 from hamnet.model import build_model, model_from_payload, model_payload
+from hamnet.progress import progress_bar
 from hamnet.symmetry import random_rotations, rotate_batch
 from hamnet.train import checkpoint as ckpt
 from hamnet.train import distributed as D
@@ -53,7 +56,6 @@ from hamnet.train.optim import EMA, averaged_state, build_optimizer, learning_ra
 
 __all__ = ["run", "RunResult", "CombinedLoss", "METRIC_COLUMNS", "read_metrics"]
 
-log = logging.getLogger("hamnet.train")
 
 CONFIG_FILE, LOG_FILE, METRICS_FILE = "config.yaml", "train.log", "metrics.csv"
 TRAIN_COLUMNS = ["step", "epoch", "elapsed_s", "lr", "train_loss", "train_loss_h", "train_loss_t", "structures_per_s"]
@@ -90,34 +92,52 @@ class CombinedLoss(torch.nn.Module):
         total, lh, lt = 0.0, 0.0, 0.0
         for w, fn in self.parts:
             r = fn(out, batch)
-            total = total + w * r[K.LOSS]
-            lh = lh + w * r[K.LOSS_H]
-            lt = lt + w * r[K.LOSS_T]
-        return {K.LOSS: total, K.LOSS_H: lh, K.LOSS_T: lt}
+            total = total + w * r[GK.LOSS]
+            lh = lh + w * r[GK.LOSS_H]
+            lt = lt + w * r[GK.LOSS_T]
+        return {GK.LOSS: total, GK.LOSS_H: lh, GK.LOSS_T: lt}
 
 
 # ---- logging and files ---------------------------------------------------------------------
 
 
-class _TqdmHandler(logging.Handler):
-    def emit(self, record):
-        tqdm.write(self.format(record))
+class _RunLog:
+    """``train.log`` of the run in progress, echoed to stdout (above any progress bar).
+
+    The file gets every line whatever the ``logging`` configuration of the program (the
+    library leaves logger state alone); without an open run (other ranks) lines go to
+    the ``hamnet.train`` logger only.
+    """
+
+    def __init__(self):
+        self._fh = None
+
+    def open(self, path: Path) -> None:
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def _emit(self, level: int, fmt: str, *args) -> None:
+        msg = fmt % args if args else fmt
+        if self._fh is None:
+            logging.getLogger("hamnet.train").log(level, msg)
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._fh.write(f"{stamp} {logging.getLevelName(level)} {msg}\n")
+        self._fh.flush()
+        tqdm.write(msg)
+
+    def info(self, fmt: str, *args) -> None:
+        self._emit(logging.INFO, fmt, *args)
+
+    def warning(self, fmt: str, *args) -> None:
+        self._emit(logging.WARNING, fmt, *args)
 
 
-def _setup_logging(run_dir: Path, env: D.DistEnv) -> list:
-    handlers = []
-    if not env.is_main:
-        return handlers
-    fh = logging.FileHandler(run_dir / LOG_FILE)
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    sh = _TqdmHandler()
-    sh.setFormatter(logging.Formatter("%(message)s"))
-    for h in (fh, sh):
-        log.addHandler(h)
-        handlers.append(h)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return handlers
+log = _RunLog()
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -132,13 +152,13 @@ def read_metrics(run_dir) -> list[dict]:
 def _rewrite_metrics(run_dir: Path, keep_until_step: int) -> None:
     """Drop rows after ``keep_until_step`` (written after the checkpoint we resume from)."""
     rows = [r for r in read_metrics(run_dir) if int(r["step"]) <= keep_until_step]
-    path = run_dir / METRICS_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+
+    def write(fh):
         w = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS + METRIC_COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+
+    atomic_write(run_dir / METRICS_FILE, write, binary=False)
 
 
 def _append_metrics(run_dir: Path, row: dict) -> None:
@@ -151,12 +171,6 @@ def _append_metrics(run_dir: Path, row: dict) -> None:
         w.writerow(row)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---- signals -------------------------------------------------------------------------------
@@ -227,7 +241,9 @@ def run(config: Union[TrainConfig, dict, str, None] = None, run_dir=None, *, pro
     run_dir : path, optional
         Overrides ``config.run_dir``; reruns on the same directory resume.
     progress : bool
-        Show the tqdm progress bar (rank 0 only).
+        Progress bars (rank 0 only; off anyway where stderr is not a terminal), including
+        those of generating a recipe's store. Plain progress lines go to ``train.log``
+        and stdout every ``eval.every_steps // 5`` steps either way.
     evaluate_test : bool
         After training, evaluate ``best.pt`` on the test part, print the table and write
         ``eval_test.json``.
@@ -235,21 +251,18 @@ def run(config: Union[TrainConfig, dict, str, None] = None, run_dir=None, *, pro
     cfg = load_config(config)
     run_dir = _resolve_run_dir(cfg, run_dir)
     env = D.init_distributed(cfg.device)
-    handlers = []
     try:
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
         D.barrier(env)
         cfg, resume = _prepare_config(cfg, run_dir)
         cfg.run_dir = str(run_dir)
-        handlers = _setup_logging(run_dir, env)
         if env.is_main:
-            _write_text_atomic(run_dir / CONFIG_FILE, cfg.to_yaml())
+            log.open(run_dir / LOG_FILE)
+            atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
         return _Trainer(cfg, run_dir, env, resume, progress and env.is_main).train(evaluate_test)
     finally:
-        for h in handlers:
-            log.removeHandler(h)
-            h.close()
+        log.close()
         D.shutdown_distributed(env)
 
 
@@ -259,12 +272,13 @@ class _Trainer:
         self.dtype = torch.float64 if cfg.precision == "float64" else torch.float32
         # -- data (rank 0 generates a recipe store; the others wait, then open it)
         if env.is_main:
-            self.ds = resolve_store(cfg.data)
+            self.ds = resolve_store(cfg.data, progress=progress)
         D.barrier(env)
         if not env.is_main:
             self.ds = resolve_store(cfg.data, make=False)
         meta = self.ds.metadata
-        self.split_name, self.parts = run_split(self.ds, cfg.split, cfg.seed)
+        self.split_name, self.parts = run_split(self.ds, cfg.split, cfg.seed,
+                                                cfg.data.exclude_unconverged)
         self.train_idx, val_idx = self.parts[cfg.split.train], self.parts[cfg.split.val]
         if not self.train_idx:
             raise ConfigError(f"split {self.split_name!r}/{cfg.split.train} of {self.ds.path} is empty")
@@ -275,13 +289,13 @@ class _Trainer:
             elements = store_elements(self.ds)
         else:
             elements = cfg.model["elements"]
-        basis = OrbitalBasis(meta[DK.META_BASIS], elements)
+        basis = OrbitalBasis(meta[RK.META_BASIS], elements)
         # -- model (same seed on every rank: identical initial weights)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(basis, tracegrad=cfg.model["tracegrad"], xc=meta.get(DK.META_XC),
+        self.model = build_model(basis, tracegrad=cfg.model["tracegrad"], xc=meta.get(RK.META_XC),
                                  dtype=self.dtype, **{k: v for k, v in cfg.model_hyperparameters().items()
                                                       if k != "tracegrad"})
-        check_compatible(self.model.basis.basis, self.model.xc, elements, self.ds)
+        check_compatible(self.model.basis.basis, self.model.xc, self.ds)
         self.train_set = GraphDataset(self.ds, self.train_idx, basis, self.dtype, cfg.data.cache)
         if resume is None and cfg.model["fit_reference"]:
             n = min(len(self.train_set), FIT_REFERENCE_MAX)
@@ -337,8 +351,8 @@ class _Trainer:
             "elapsed_s": self.elapsed, "samples": self.samples, "best": dict(self.best),
             "last_eval_step": self.last_eval_step, "metrics": dict(metrics or {}),
             "config": self.cfg.to_dict(), "world_size": self.env.world_size,
-            "dataset": {"path": str(self.ds.path.resolve()), "recipe": meta.get(DK.META_RECIPE),
-                        "xc": meta.get(DK.META_XC), "basis": meta.get(DK.META_BASIS),
+            "dataset": {"path": str(self.ds.path.resolve()), "recipe": meta.get(RK.META_RECIPE),
+                        "xc": meta.get(RK.META_XC), "basis": meta.get(RK.META_BASIS),
                         "count": len(self.ds), "split": self.split_name,
                         "parts": {p: list(v) for p, v in self.parts.items()}},
         }
@@ -407,6 +421,9 @@ class _Trainer:
             row.update({f"val_{k}_{METRIC_UNITS[k]}": f"{v:.6g}" for k, v in metrics.items()})
             _append_metrics(self.run_dir, row)
             self._save_last(metrics)
+            from hamnet.plots import write_learning_curves
+
+            write_learning_curves(self.run_dir)  # learning_curves.png from metrics.csv, atomically
             if metrics:
                 log.info("step %d: val (%d mol) H_mae %.1f uHa, eps_occ_mae %.1f uHa, psi_cos %.2f %%%s",
                          self.step, n, metrics["H_mae"], metrics["eps_occ_mae"], metrics["psi_cos"],
@@ -423,7 +440,7 @@ class _Trainer:
 
     def _train_step(self, batch: dict) -> dict:
         if self.augment_rotations:
-            n_mol = len(batch[K.PTR]) - 1
+            n_mol = len(batch[GK.PTR]) - 1
             R = random_rotations(n_mol, improper=self.cfg.augment.inversion, generator=self.augment_rng)
             batch = rotate_batch(batch, self.model.basis, R)
         batch = to_device(batch, self.env.device)
@@ -432,7 +449,7 @@ class _Trainer:
         out = self.ddp(batch)
         losses = self.loss_fn(out, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        losses[K.LOSS].backward()
+        losses[GK.LOSS].backward()
         if self.cfg.optim.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad_norm)
         self.optimizer.step()
@@ -455,8 +472,9 @@ class _Trainer:
         status = "finished"
         window = {"n": 0, "loss": 0.0, "loss_h": 0.0, "loss_t": 0.0, "lr": 0.0, "structures": 0, "seconds": 0.0}
         total = cfg.limits.max_steps
-        bar = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not self.progress,
-                   dynamic_ncols=True)
+        bar = progress_bar(self.progress, total=total, initial=self.step, desc="train", unit="step",
+                           dynamic_ncols=True)
+        log_every = max(1, cfg.eval.every_steps // 5)  # plain progress lines, for log files
         with _StopRequest() as stop:
             done = self._limit_reached()
             t_mark = time.perf_counter()
@@ -467,21 +485,25 @@ class _Trainer:
                         continue
                     t0 = time.perf_counter()
                     r = self._train_step(batch)
-                    n_mol = int(batch[K.PTR].numel() - 1) * env.world_size
+                    n_mol = int(batch[GK.PTR].numel() - 1) * env.world_size
                     self.step += 1
                     self.batch_in_epoch = b + 1
                     self.samples += n_mol
                     now = time.perf_counter()
                     self.elapsed += now - t_mark
                     t_mark = now
-                    for k, src in (("loss", K.LOSS), ("loss_h", K.LOSS_H), ("loss_t", K.LOSS_T)):
+                    for k, src in (("loss", GK.LOSS), ("loss_h", GK.LOSS_H), ("loss_t", GK.LOSS_T)):
                         window[k] += r[src]
                     window["n"] += 1
                     window["lr"] = r["lr"]
                     window["structures"] += n_mol
                     window["seconds"] += now - t0
                     bar.update(1)
-                    bar.set_postfix(loss=f"{r[K.LOSS]:.3g}", lr=f"{r['lr']:.2g}", min=f"{self.elapsed / 60:.1f}")
+                    bar.set_postfix(loss=f"{r[GK.LOSS]:.3g}", lr=f"{r['lr']:.2g}", min=f"{self.elapsed / 60:.1f}",
+                                    refresh=False)  # drawn with the next update, not once more
+                    if self.step % log_every == 0:
+                        log.info("step %d: loss %.4g, lr %.3g, %.1f min", self.step, r[GK.LOSS], r["lr"],
+                                 self.elapsed / 60)
                     interrupted, limit = D.any_flag([stop.requested, self._limit_reached()], env)
                     if self.step % cfg.eval.every_steps == 0 or (limit and not interrupted):
                         self._validate(window)

@@ -92,10 +92,6 @@ class EMA:
                 raise KeyError(f"EMA state has an unknown tensor {k!r}")
             self.shadow[k].copy_(v)
 
-    def copy_to(self, model: nn.Module) -> None:
-        """Load the averaged weights into ``model`` (e.g. an evaluation copy)."""
-        model.load_state_dict(self.shadow, strict=True)
-
 
 def averaged_state(model: nn.Module, ema: Optional[EMA]) -> dict:
     """The weights to evaluate and ship: the EMA's when there is one, else the model's."""

@@ -1,4 +1,8 @@
-"""The data contract: keys of the dicts of tensors that flow through hamnet.
+"""The data contract of the network: keys of the graph and batch dicts of tensors.
+
+Import as ``from hamnet import graph_keys as GK``. The keys of dataset *records* are in
+:mod:`hamnet.data.record_keys` (``RK``); :data:`Z` and :data:`POS` are defined here once
+and shared by both.
 
 A *graph* (one molecule, :func:`hamnet.graph.molecule_graph`) and a *batch* (several
 molecules, :func:`hamnet.graph.collate`) are ``dict[str, torch.Tensor]`` with the input
@@ -46,16 +50,6 @@ LOSS_T = "loss_t"  # () float | trace loss over existing shell pairs, same units
 
 INPUT_KEYS = (Z, POS, BATCH, PTR, PAIR_INDEX, PAIR_REVERSE, PAIR_PTR)
 TARGET_KEYS = (TARGET_DIAG, TARGET_OFFDIAG)
-OUTPUT_KEYS = (
-    DIAG,
-    OFFDIAG,
-    DIAG_MASK,
-    OFFDIAG_MASK,
-    DIAG_TRACE,
-    OFFDIAG_TRACE,
-    DIAG_TRACE_MASK,
-    OFFDIAG_TRACE_MASK,
-)
 # Keys indexed by atom / by pair, used by collate() to concatenate molecules.
 ATOM_KEYS = (Z, POS, TARGET_DIAG)
 PAIR_KEYS = (TARGET_OFFDIAG,)

@@ -1,17 +1,9 @@
-"""Atomic-orbital bases: the one place that knows both PySCF's AO order and e3nn's irreps.
-
-Everything here is derived from :mod:`pyscf.gto` for the named basis; nothing is
-tabulated by hand. Conventions:
+"""Orbital layouts of elements and molecules: padded atom blocks, split and assemble.
 
 * A *radial function* is one contracted function of one PySCF shell. A PySCF shell with
   ``nctr`` contractions gives ``nctr`` radial functions of the same ``l``. Within an atom,
   AOs are ordered radial function by radial function, ``m`` fastest, exactly as PySCF
   orders them (``p`` as ``x, y, z``; ``l >= 2`` as PySCF's real spherical ``m = -l..l``).
-* :func:`change_of_basis` gives, per ``l``, the orthogonal ``Q_l`` with
-  ``x_e3nn = Q_l @ x_pyscf``. For ``l >= 2`` it is not a permutation; it is fitted to
-  PySCF's own AO values on the sphere and checked to be orthogonal.
-* Under a rotation ``R`` (3x3, proper or improper) of the molecule, every AO matrix
-  transforms as ``F(R x) = D F(x) D^T`` with ``D = ao_rotation(mol, R)``.
 * An atom's orbitals are embedded in a *padded* layout shared by all elements of an
   :class:`OrbitalBasis` (for each ``l``, as many slots as the element with the most
   radial functions of that ``l``). Blocks of any atom pair are then
@@ -29,242 +21,19 @@ import numpy as np
 import torch
 from e3nn import o3
 from pyscf import gto
-from pyscf.data import elements as pyscf_elements
 
-__all__ = [
-    "BasisError",
-    "OrbitalBasis",
-    "MoleculeLayout",
-    "change_of_basis",
-    "wigner_D_e3nn",
-    "wigner_D_pyscf",
-    "ao_rotation",
-    "block_irreps",
-    "block_to_irreps",
-    "irreps_to_block",
-    "atomic_number",
-]
+from hamnet.basis.clebsch_gordan import _block_matrix
+from hamnet.basis.elements import BasisError, atomic_number, symbol
+from hamnet.basis.wigner import _check_spherical, wigner_D_pyscf
+
+__all__ = ["OrbitalBasis", "MoleculeLayout"]
 
 BasisSpec = Union[str, dict]
 
 
-class BasisError(ValueError):
-    """A basis, element or AO convention hamnet cannot handle."""
-
-
-def atomic_number(element: Union[int, str]) -> int:
-    """Atomic number of an element given as symbol (``"C"``) or number (``6``)."""
-    if isinstance(element, (int, np.integer)):
-        z = int(element)
-        if not 1 <= z < len(pyscf_elements.ELEMENTS):
-            raise BasisError(f"atomic number {z} is not a known element")
-        return z
-    try:
-        z = pyscf_elements.charge(str(element))
-    except Exception as exc:  # pyscf raises KeyError/ValueError variants
-        raise BasisError(f"unknown element symbol {element!r}") from exc
-    if z < 1:  # pyscf maps some unknown symbols (and ghosts) to 0
-        raise BasisError(f"unknown element symbol {element!r}")
-    return z
-
-
-def _symbol(z: int) -> str:
-    return pyscf_elements.ELEMENTS[z]
-
-
-# --------------------------------------------------------------------------------------
-# Per-l change of basis between PySCF real spherical harmonics and e3nn's irreps basis
-# --------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _change_of_basis(l: int) -> np.ndarray:
-    if l == 0:
-        return np.ones((1, 1))
-    # A single normalized primitive of angular momentum l, evaluated on the unit sphere:
-    # PySCF's AO values there are a constant times PySCF's real spherical harmonics.
-    mol = gto.M(atom="H 0 0 0", basis={"H": [[l, [1.0, 1.0]]]}, spin=None, unit="Bohr")
-    rng = np.random.default_rng(1234)
-    pts = rng.normal(size=(8 * (2 * l + 1), 3))
-    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
-    y_pyscf = mol.eval_gto("GTOval_sph", pts)  # [n_pts, 2l+1]
-    y_e3nn = o3.spherical_harmonics(
-        l, torch.from_numpy(pts), normalize=True, normalization="component"
-    ).numpy()  # [n_pts, 2l+1]
-    # y_pyscf = y_e3nn @ M with M = s Q, Q orthogonal.
-    m, *_ = np.linalg.lstsq(y_e3nn, y_pyscf, rcond=None)
-    scale = np.sqrt(np.mean(np.sum(m * m, axis=0)))
-    q = m / scale
-    err = np.abs(q.T @ q - np.eye(2 * l + 1)).max()
-    fit = np.abs(y_e3nn @ m - y_pyscf).max() / np.abs(y_pyscf).max()
-    if err > 1e-10 or fit > 1e-10:
-        raise BasisError(
-            f"PySCF's l={l} real spherical harmonics are not an orthogonal transform of "
-            f"e3nn's (orthogonality error {err:.1e}, fit error {fit:.1e})"
-        )
-    q[np.abs(q) < 1e-14] = 0.0
-    return q
-
-
-def change_of_basis(l: int) -> np.ndarray:
-    """Orthogonal ``(2l+1, 2l+1)`` matrix ``Q_l`` with ``x_e3nn = Q_l @ x_pyscf``.
-
-    ``x_pyscf`` are coefficients over PySCF's real spherical AOs of angular momentum
-    ``l`` (PySCF order); ``x_e3nn`` transforms with ``o3.Irrep(l, (-1)**l).D_from_matrix``.
-    """
-    if l < 0:
-        raise BasisError(f"angular momentum must be >= 0, got {l}")
-    return _change_of_basis(int(l)).copy()
-
-
-@functools.lru_cache(maxsize=None)
-def _sphere_points(l: int) -> np.ndarray:
-    rng = np.random.default_rng(4321 + l)
-    pts = rng.normal(size=(4 * (2 * l + 1), 3))
-    return pts / np.linalg.norm(pts, axis=1, keepdims=True)
-
-
-def wigner_D_e3nn(l: int, R) -> np.ndarray:
-    """``(2l+1, 2l+1)`` matrix with ``Y_l(R u) = D Y_l(u)`` for e3nn's spherical harmonics.
-
-    Equal to ``o3.Irrep(l, (-1)**l).D_from_matrix(R)`` but accurate to float64 round-off
-    (e3nn's Euler-angle route loses ~1e-7): it is solved by least squares from e3nn's
-    polynomial spherical harmonics, which also gives the parity ``(-1)^l`` of improper
-    ``R`` for free.
-    """
-    R = _check_rotation(R)
-    pts = _sphere_points(int(l))
-    y = o3.spherical_harmonics(int(l), torch.from_numpy(pts), normalize=False).numpy()
-    y_rot = o3.spherical_harmonics(int(l), torch.from_numpy(pts @ R.T), normalize=False).numpy()
-    dT, *_ = np.linalg.lstsq(y, y_rot, rcond=None)  # y_rot = y @ D^T
-    return dT.T
-
-
-def wigner_D_pyscf(l: int, R) -> np.ndarray:
-    """``(2l+1, 2l+1)`` rotation of PySCF's real spherical AOs of angular momentum ``l``.
-
-    ``R`` is a 3x3 orthogonal matrix (det +1 or -1; improper ones carry parity ``(-1)^l``).
-    ``D_pyscf = Q^T D_e3nn Q`` with ``Q = change_of_basis(l)``.
-    """
-    q = _change_of_basis(int(l))
-    return q.T @ wigner_D_e3nn(l, R) @ q
-
-
-def _check_rotation(R) -> np.ndarray:
-    R = np.asarray(R, dtype=np.float64)
-    if R.shape != (3, 3):
-        raise ValueError(f"rotation must be a 3x3 matrix, got shape {R.shape}")
-    if not np.all(np.isfinite(R)) or np.abs(R @ R.T - np.eye(3)).max() > 1e-8:
-        raise ValueError("rotation matrix is not orthogonal (R R^T != I to 1e-8)")
-    return R
-
-
-def _check_spherical(mol: gto.Mole) -> None:
-    if getattr(mol, "cart", False):
-        raise BasisError(
-            "Cartesian AOs (mol.cart=True) are not supported: hamnet works in PySCF's "
-            "real spherical AO basis; build the Mole with cart=False"
-        )
-
-
-def ao_rotation(mol: gto.Mole, R) -> np.ndarray:
-    """Block-diagonal ``(nao, nao)`` AO rotation ``D`` in PySCF AO order.
-
-    For the molecule rotated by ``R`` (positions ``x -> R x``), every one-electron AO
-    matrix ``M`` (Fock, overlap, core Hamiltonian) satisfies ``M(R x) = D M(x) D^T``.
-
-    Parameters
-    ----------
-    mol : pyscf.gto.Mole
-        Built molecule with a spherical basis.
-    R : array_like, shape (3, 3)
-        Orthogonal matrix; improper rotations include inversion parity ``(-1)^l``.
-    """
-    _check_spherical(mol)
-    R = _check_rotation(R)
-    nao = mol.nao_nr()
-    D = np.zeros((nao, nao))
-    ao_loc = mol.ao_loc_nr()
-    blocks = {}
-    for ib in range(mol.nbas):
-        l = mol.bas_angular(ib)
-        if l not in blocks:
-            blocks[l] = wigner_D_pyscf(l, R)
-        d = 2 * l + 1
-        for c in range(mol.bas_nctr(ib)):
-            p0 = ao_loc[ib] + c * d
-            D[p0 : p0 + d, p0 : p0 + d] = blocks[l]
-    return D
-
-
-# --------------------------------------------------------------------------------------
-# (l1, l2) block  <->  direct sum of irreps, through Clebsch-Gordan coefficients
-# --------------------------------------------------------------------------------------
-
-
-def block_irreps(l1: int, l2: int) -> o3.Irreps:
-    """Irreps of an ``(l1, l2)`` block: ``L = |l1-l2| .. l1+l2``, parity ``(-1)^(l1+l2)``."""
-    p = (-1) ** (l1 + l2)
-    return o3.Irreps([(1, (L, p)) for L in range(abs(l1 - l2), l1 + l2 + 1)])
-
-
-@functools.lru_cache(maxsize=None)
-def _block_matrix(l1: int, l2: int) -> np.ndarray:
-    """Orthogonal ``U`` of shape ``[(2l1+1)(2l2+1), dim]``: ``vec(B_pyscf) = U @ x``."""
-    q1, q2 = _change_of_basis(l1), _change_of_basis(l2)
-    cols = []
-    for L in range(abs(l1 - l2), l1 + l2 + 1):
-        w = o3.wigner_3j(l1, l2, L, dtype=torch.float64).numpy() * np.sqrt(2 * L + 1)
-        # e3nn-basis block for irrep component M is w[:, :, M]; back to PySCF order.
-        b = np.einsum("ia,jb,ijm->abm", q1, q2, w)  # Q1^T w[..., M] Q2 per M
-        cols.append(b.reshape((2 * l1 + 1) * (2 * l2 + 1), 2 * L + 1))
-    u = np.concatenate(cols, axis=1)
-    err = np.abs(u.T @ u - np.eye(u.shape[1])).max()
-    if err > 1e-10:  # pragma: no cover - would mean e3nn changed its 3j normalization
-        raise BasisError(f"Clebsch-Gordan map for ({l1},{l2}) is not orthonormal ({err:.1e})")
-    return u
-
-
-def _u_tensor(l1: int, l2: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(_block_matrix(l1, l2), dtype=like.dtype, device=like.device)
-
-
-def block_to_irreps(block: torch.Tensor, l1: int, l2: int) -> torch.Tensor:
-    """PySCF-order ``(l1, l2)`` blocks to irreps in e3nn's basis.
-
-    Parameters
-    ----------
-    block : torch.Tensor, shape (..., 2l1+1, 2l2+1)
-        Transforms as ``D_l1 B D_l2^T`` with :func:`wigner_D_pyscf`.
-
-    Returns
-    -------
-    torch.Tensor, shape (..., block_irreps(l1, l2).dim)
-        Transforms with ``block_irreps(l1, l2).D_from_matrix``; norm-preserving.
-    """
-    n1, n2 = 2 * l1 + 1, 2 * l2 + 1
-    if block.shape[-2:] != (n1, n2):
-        raise ValueError(f"expected blocks of shape (..., {n1}, {n2}), got {tuple(block.shape)}")
-    u = _u_tensor(l1, l2, block)
-    return block.reshape(*block.shape[:-2], n1 * n2) @ u
-
-
-def irreps_to_block(x: torch.Tensor, l1: int, l2: int) -> torch.Tensor:
-    """Inverse of :func:`block_to_irreps`: ``(..., dim)`` -> ``(..., 2l1+1, 2l2+1)``."""
-    u = _u_tensor(l1, l2, x)
-    if x.shape[-1] != u.shape[1]:
-        raise ValueError(f"expected irreps of dim {u.shape[1]}, got {x.shape[-1]}")
-    return (x @ u.T).reshape(*x.shape[:-1], 2 * l1 + 1, 2 * l2 + 1)
-
-
-# --------------------------------------------------------------------------------------
-# Orbital layouts of elements and molecules
-# --------------------------------------------------------------------------------------
-
-
 def _element_radial_ls(basis: BasisSpec, z: int) -> tuple[int, ...]:
     """``l`` of each radial function of element ``z`` in ``basis``, PySCF order."""
-    sym = _symbol(z)
+    sym = symbol(z)
     try:
         mol = gto.M(atom=f"{sym} 0 0 0", basis=basis, spin=None, verbose=0)
     except Exception as exc:
@@ -280,7 +49,7 @@ def _mol_atom_ls(mol: gto.Mole, ia: int) -> tuple[int, ...]:
     for ib in mol.atom_shell_ids(ia):
         ls += [int(mol.bas_angular(ib))] * int(mol.bas_nctr(ib))
     if not ls:
-        raise BasisError(f"atom {ia} ({mol.atom_symbol(ia)}) has no basis functions")
+        raise BasisError(f"atom {ia} ({mol.atomsymbol(ia)}) has no basis functions")
     return tuple(ls)
 
 
@@ -366,7 +135,7 @@ class OrbitalBasis:
             ls = _mol_atom_ls(mol, ia)
             if radial_ls.setdefault(z, ls) != ls:
                 raise BasisError(
-                    f"atoms of element {_symbol(z)} carry different basis sets in this "
+                    f"atoms of element {symbol(z)} carry different basis sets in this "
                     "Mole; hamnet needs one basis per element"
                 )
         self.elements = tuple(sorted(radial_ls))
@@ -395,8 +164,7 @@ class OrbitalBasis:
                 idx.extend(range(slot_start[s], slot_start[s] + 2 * l + 1))
             self.pad_index[z] = np.asarray(idx, dtype=np.int64)
         # Slot-pair id of every entry of a padded block (for shell-pair traces).
-        slot_of = np.repeat(np.arange(len(self.pad_ls)), [2 * l + 1 for l in self.pad_ls])
-        self.slot_of_ao = slot_of  # [n_pad]
+        slot_of = np.repeat(np.arange(len(self.pad_ls)), [2 * l + 1 for l in self.pad_ls])  # [n_pad]
         self.slot_pair_id = slot_of[:, None] * len(self.pad_ls) + slot_of[None, :]
         self._build_block_map(slot_start)
         self._layout_cache: dict[tuple, MoleculeLayout] = {}
@@ -437,9 +205,9 @@ class OrbitalBasis:
     def _z(self, element) -> int:
         z = atomic_number(element)
         if z not in self.radial_ls:
-            have = ", ".join(_symbol(e) for e in self.elements)
+            have = ", ".join(symbol(e) for e in self.elements)
             raise BasisError(
-                f"element {_symbol(z)} is not in this basis layout (built for {have})"
+                f"element {symbol(z)} is not in this basis layout (built for {have})"
             )
         return z
 
@@ -611,11 +379,11 @@ class OrbitalBasis:
             if self.radial_ls[z] != ls:
                 raise BasisError(
                     f"molecule's basis {mol.basis!r} differs from this layout's "
-                    f"{self.basis!r} for element {_symbol(z)}"
+                    f"{self.basis!r} for element {symbol(z)}"
                 )
 
     def __repr__(self) -> str:
-        els = " ".join(_symbol(z) for z in self.elements)
+        els = " ".join(symbol(z) for z in self.elements)
         return f"OrbitalBasis({self.basis!r}, elements=[{els}], n_pad={self.n_pad})"
 
     def describe(self) -> str:
@@ -624,7 +392,7 @@ class OrbitalBasis:
         lines = [repr(self)]
         for z, ls in self.radial_ls.items():
             shells = "".join(f"{ls.count(l)}{letters[l]}" for l in sorted(set(ls)))
-            lines.append(f"  {_symbol(z):>2}: {shells:<12} {len(self.pad_index[z])} AOs")
+            lines.append(f"  {symbol(z):>2}: {shells:<12} {len(self.pad_index[z])} AOs")
         lines.append(f"  block irreps: {self.block_irreps} (lmax of blocks {2 * self.lmax})")
         return "\n".join(lines)
 

@@ -1,0 +1,143 @@
+"""Shipped models by name, the default model of predict_guess, and the guard that keeps
+an SCF from starting worse than PySCF's minao guess."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from pyscf import dft, gto, scf
+
+import hamnet
+from hamnet import pretrained
+from hamnet.errors import HamnetError
+from hamnet.scf import FunctionalMismatchWarning, guard_guess, guess_dm, predict_guess
+
+WATER = "O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692"
+
+
+@pytest.fixture()
+def shipped(tmp_path, monkeypatch):
+    """A folder of shipped models holding one tiny random model, made the default."""
+    model = hamnet.build_model("sto-3g", ["H", "O"], xc="hf", num_channels=4, num_layers=1)
+    hamnet.save_model(model, tmp_path / "tiny-hf-sto3g.pt")
+    (tmp_path / "tiny-hf-sto3g.md").write_text("# A tiny test model\n\nRandom weights.\n")
+    pretrained.write_index(tmp_path)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    pretrained._cached_load.cache_clear()
+    return tmp_path, model
+
+
+def test_index_lists_what_the_files_hold(shipped):
+    folder, model = shipped
+    (entry,) = hamnet.pretrained_models()
+    assert entry["name"] == "tiny-hf-sto3g" and entry["xc"] == "hf"
+    assert entry["basis"] == "sto-3g" and entry["elements"] == ["H", "O"]
+    assert entry["description"] == "A tiny test model"
+    mol = gto.M(atom=WATER, basis="sto-3g", verbose=0)
+    by_name = hamnet.load_model("tiny-hf-sto3g")
+    np.testing.assert_allclose(by_name.predict(mol), model.predict(mol), atol=1e-6)
+
+
+def test_unknown_name_and_uncovered_molecule_name_the_shipped_models(shipped):
+    with pytest.raises(HamnetError, match="no shipped model of that name.*tiny-hf-sto3g"):
+        hamnet.load_model("no-such-model")
+    with pytest.raises(HamnetError, match=r"basis 'def2-svp'.*tiny-hf-sto3g \(hf/sto-3g, elements H O\)"):
+        pretrained.default_model("def2-svp", [1, 8])
+    with pytest.raises(HamnetError, match="elements H C O"):
+        pretrained.default_model("STO-3G", ["O", "C", "H"])
+    assert pretrained.default_model("STO_3G", [8, 1]) is pretrained.default_model("sto-3g", [1])
+
+
+def test_predict_guess_without_model_uses_the_shipped_one(shipped):
+    folder, model = shipped
+    mol = gto.M(atom=WATER, basis="sto-3g", verbose=0)
+    mf = scf.RHF(mol)
+    got = predict_guess(mf, guard=False)
+    np.testing.assert_allclose(got, guess_dm(mf, model.predict(mol)), atol=1e-6)
+    mf_dft = dft.RKS(mol, xc="pbe")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            predict_guess(mf_dft, guard=False)
+    mismatch = [w for w in caught if issubclass(w.category, FunctionalMismatchWarning)]
+    assert len(mismatch) <= 1  # one line per pair of functionals, not one per SCF
+
+
+def _converged(mol):
+    mf = scf.RHF(mol)
+    mf.conv_tol = 1e-12
+    mf.kernel()
+    return mf
+
+
+def test_guard_keeps_a_good_guess_and_rejects_a_bad_one():
+    mol = gto.M(atom=WATER, basis="def2-svp", verbose=0)
+    ref = _converged(mol)
+    mf = scf.RHF(mol)
+    good = guess_dm(mf, ref.get_fock())
+    dm, rep = guard_guess(mf, good)
+    assert rep.used == "hamnet" and dm is good
+    assert abs(rep.e_hamnet - ref.e_tot) < 1e-8 < rep.e_minao - rep.e_hamnet
+    np.testing.assert_allclose(rep.e_minao, mf.energy_tot(mf.get_init_guess(mol, "minao")))
+    # a scrambled Fock matrix: a valid but poor density, whose energy is far above minao's
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=ref.get_fock().shape)
+    bad = guess_dm(mf, ref.get_fock() + (noise + noise.T))
+    dm, rep = guard_guess(mf, bad)
+    assert rep.used == "minao" and rep.e_hamnet > rep.e_minao
+    np.testing.assert_allclose(dm, mf.get_init_guess(mol, "minao"))
+    # both SCFs converge to the same energy
+    e_bad = scf.RHF(mol).set(conv_tol=1e-11).kernel(dm0=dm)
+    assert abs(e_bad - ref.e_tot) < 1e-7
+
+
+def test_the_shipped_index_matches_the_shipped_files():
+    """Every model in hamnet/pretrained/ is listed with what its file holds, and has a card."""
+    index = pretrained.PRETRAINED_DIR / pretrained.INDEX_NAME
+    entries = json.loads(index.read_text())["models"]
+    assert entries, "hamnet ships at least one pretrained model"
+    for e in entries:
+        model = hamnet.load_model(e["name"])
+        assert model.basis.basis == e["basis"] and model.xc == e["xc"]
+        card = (pretrained.PRETRAINED_DIR / e["card"]).read_text()
+        for needed in ("Data", "Level of theory", "MAE", "SCF", "Training command", "Licence"):
+            assert needed in card, f"model card {e['card']} lacks a {needed!r} section"
+
+
+def test_guess_and_models_commands_use_the_shipped_model(shipped, tmp_path, capsys):
+    from hamnet.cli import main
+
+    xyz = tmp_path / "water.xyz"
+    xyz.write_text("3\nwater\n" + WATER.replace("; ", "\n") + "\n")
+    assert main(["guess", str(xyz), "--basis", "sto-3g"]) == 0
+    out = capsys.readouterr().out
+    assert "model shipped tiny-hf-sto3g" in out and "minao" in out and "guard:" in out
+    assert main(["models"]) == 0
+    assert "tiny-hf-sto3g: hf/sto-3g, elements H O" in capsys.readouterr().out
+    assert main(["models", "--card", "tiny-hf-sto3g"]) == 0
+    assert "A tiny test model" in capsys.readouterr().out
+    # a molecule no shipped model covers: one line naming the shipped models, exit 2
+    nh3 = tmp_path / "nh3.xyz"
+    nh3.write_text("4\nammonia\nN 0 0 0\nH 0 0.94 0.38\nH 0.81 -0.47 0.38\nH -0.81 -0.47 0.38\n")
+    assert main(["guess", str(nh3), "--basis", "sto-3g"]) == 2
+    err = capsys.readouterr().err
+    assert "no shipped model for basis 'sto-3g' and elements H N" in err and "tiny-hf-sto3g" in err
+
+
+def test_predict_command_without_model(shipped, tmp_path, monkeypatch, capsys):
+    from hamnet.cli import main
+
+    folder, model = shipped
+    # the shipped test model is sto-3g; predict's default basis is def2-svp: refused clearly
+    xyz = tmp_path / "water.xyz"
+    xyz.write_text("3\nwater\n" + WATER.replace("; ", "\n") + "\n")
+    assert main(["predict", str(xyz), "--out", str(tmp_path / "F.npy")]) == 2
+    assert "no shipped model for basis 'def2-svp'" in capsys.readouterr().err
+    monkeypatch.setattr(pretrained, "default_model",
+                        lambda basis, els: pretrained.load_pretrained("tiny-hf-sto3g"))
+    assert main(["predict", str(xyz), "--out", str(tmp_path / "F.npy")]) == 0
+    mol = gto.M(atom=WATER, basis="sto-3g", verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "F.npy"), model.predict(mol), atol=1e-6)
