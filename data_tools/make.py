@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from data_tools.geometry import Geometry
 from data_tools.label import LabelResult, check_device, init_worker, label_task
+from data_tools.readers.common import xc_definition
 from data_tools.recipes import Recipe, RecipeError, check_request, geometries, get_recipe, splits
 from hamnet.data import keys as K
 from hamnet.data.codec import encode
@@ -111,15 +112,6 @@ def _request(recipe: Recipe, n: int) -> dict:
     return json.loads(json.dumps({"recipe": recipe.name, "n": n, **recipe.describe()}))
 
 
-def _xc_definition(xc: str) -> str:
-    """How the installed PySCF parses ``xc``: exact-exchange part and libxc terms."""
-    from pyscf.dft import libxc
-
-    hyb, terms = libxc.parse_xc(xc)
-    parts = " + ".join(f"{float(w):g} * libxc {int(i)}" for i, w in terms)
-    return f"exact exchange {tuple(float(h) for h in hyb)}; {parts}"
-
-
 def _plan_metadata(recipe: Recipe, n: int) -> dict:
     meta = new_metadata()
     s = recipe.settings
@@ -127,7 +119,7 @@ def _plan_metadata(recipe: Recipe, n: int) -> dict:
         {
             K.META_RECIPE: recipe.name,
             K.META_XC: s.xc,
-            K.META_XC_DEFINITION: _xc_definition(s.xc),
+            K.META_XC_DEFINITION: xc_definition(s.xc),
             K.META_BASIS: s.basis,
             K.META_GRID_LEVEL: s.grid_level,
             K.META_CONV_TOL: s.conv_tol,

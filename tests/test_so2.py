@@ -256,3 +256,18 @@ def test_so2_config_is_validated_and_keeps_the_default_backbone():
         build_model("sto-3g", ["H"], backbone="so2", pair_cutoff=-1.0)
     with pytest.raises(ConfigError, match="model.pet_dim is a hyperparameter of another backbone"):
         build_model("sto-3g", ["H"], backbone="so2", pet_dim=7)
+
+
+def test_a_tiny_training_run_with_backbone_so2_finishes_and_its_model_loads(tmp_path):
+    from hamnet.model import load_model
+    from hamnet.testing import TINY_MODEL, WATER_POS, WATER_Z, make_store, tiny_config
+    from hamnet.train.loop import run
+
+    store = make_store(tmp_path / "water.lmdb")
+    cfg = tiny_config(store, model={**TINY_MODEL, "backbone": "so2"})
+    res = run(cfg, tmp_path / "run", progress=False)
+    assert res.status == "finished" and np.isfinite(res.test["H_mae"])
+    model = load_model(tmp_path / "run" / "best.pt")
+    assert model.backbone == "so2" and model.config["pair_cutoff"] == 10.0
+    F = model.predict((WATER_Z, WATER_POS))
+    assert F.shape == (7, 7) and np.array_equal(F, F.T)

@@ -51,11 +51,9 @@ from hamnet.molecule import validate_geometry
 from hamnet.nn.base import ModelBase
 from hamnet.nn.embedding import ElementEmbedding
 from hamnet.nn.equivariant import EquivariantModel
-from hamnet.nn.heads import BlockHead
-from hamnet.nn.interaction import GateActivation, feature_irreps, scatter_sum
+from hamnet.nn.interaction import feature_irreps, scatter_sum
 from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff, RadialMLP
 from hamnet.nn.sparse_pairs import SparseAssembler, dense_pair_rows, neighbor_pairs
-from hamnet.nn.tracegrad import ShellPairTraces, TraceGrad
 
 __all__ = ["edge_frames", "WignerD", "LLayout", "FastGate", "SO2Linear", "SO2Interaction", "SO2PairBlock", "SO2Model"]
 
@@ -390,19 +388,7 @@ class SO2Model(ModelBase):
         self.pair_envelope = PolynomialCutoff(c.pair_cutoff) if c.pair_cutoff else None
         self.pair_block = SO2PairBlock(irreps, irreps, c.num_pair_radial, c.radial_hidden)
         self.irreps_pair = self.pair_block.irreps_out
-        self.traces = ShellPairTraces(basis.slot_pair_id, basis.n_slot_pairs)
-        if c.tracegrad:
-            tg = dict(n_traces=basis.n_slot_pairs, channels=c.tracegrad_channels, hidden=c.tracegrad_hidden,
-                      depth=c.tracegrad_depth, dim_z=c.tracegrad_dim, alpha=c.tracegrad_alpha, eps=c.tracegrad_eps)
-            self.tracegrad_node = TraceGrad(self.irreps_node, n_references=n_el, **tg)
-            self.tracegrad_pair = TraceGrad(self.irreps_pair, n_references=n_el * n_el, **tg)
-        self.diag_head = BlockHead(self.irreps_node, basis, n_elements=n_el)
-        self.offdiag_head = BlockHead(self.irreps_pair, basis)
-        self._register_block_masks()
-        self.register_buffer("trace_masks", self.traces.mask(self.block_masks), persistent=False)  # [n_el, n_el, n_sp]
-        n_slots = len(basis.pad_ls)
-        sp = torch.arange(n_slots * n_slots).reshape(n_slots, n_slots)
-        self.register_buffer("slot_pair_transpose", sp.T.reshape(-1), persistent=False)  # [n_sp]
+        EquivariantModel._build_tail(self)  # TraceGrad, heads and masks, as every equivariant backbone
         self.assembler = SparseAssembler(basis)
 
     fit_reference = EquivariantModel.fit_reference
