@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval", default=None, help="test evaluation JSON (default RUN/eval_test.json)")
     p.add_argument("--scf", action="append", default=[], metavar="LABEL=JSON")
     p.add_argument("--command", default=None, help="the training command, for the card")
+    p.add_argument("--data-note", default=None, help="how the molecules were chosen, for the card")
+    p.add_argument("--remark", default="", help="a paragraph for the card's SCF section")
     args = p.parse_args(argv)
     run = Path(args.run)
     model = load_model(run / "best.pt")
@@ -76,6 +78,11 @@ def main(argv=None) -> int:
     for item in args.scf:
         label, _, path = item.partition("=")
         scf += _scf_lines(label, json.loads(Path(path).read_text()))
+    source = meta[K.META_SOURCE]
+    data_note = args.data_note or (
+        f"the QM9 indices given to `hamnet data make qh9-stable --ids`" if "qm9_ids" in source
+        else f"labeled by `hamnet data make qh9-stable --n {source['n']}`: the first {source['n']} "
+        "of the recipe's stratified priority order")
     command = args.command or f"hamnet train benchmarks/configs/qm9-pretrained.yaml --set data.path={cfg['data']['path']}"
     card = f"""# {args.name}: B3LYP(VWN5)/def2-SVP Fock matrices of small organic molecules (H, C, N, O, F)
 
@@ -86,10 +93,8 @@ Kohn-Sham matrix in PySCF's AO order, in Hartree, for PySCF's `dft.RKS(mol, xc="
 with `basis="def2-svp"`.
 
 ## Data
-- Molecules: {n_total} QM9 molecules at their QM9 geometries (qm9pack), labeled by
-  `hamnet data make qh9-stable --n {meta[K.META_SOURCE]['n']}`: the first {meta[K.META_SOURCE]['n']} of the recipe's
-  stratified priority order (all molecules with at most 5 heavy atoms, then 6-9 heavy atoms
-  interleaved). Heavy atoms per molecule: {', '.join(f'{h}: {c}' for h, c in counts.items())}.
+- Molecules: {n_total} QM9 molecules at their QM9 geometries (qm9pack), {data_note}.
+  Heavy atoms per molecule: {', '.join(f'{h}: {c}' for h, c in counts.items())}.
 - Split: QH9's `random` split over all 130,831 QM9 molecules, restricted to these:
   {parts.get('train', 0)} train, {parts.get('val', 0)} validation, {parts.get('test', 0)} test.
 
@@ -107,7 +112,7 @@ With today's PySCF `xc="b3lyp"` (VWN-RPA) the model still gives a valid guess; h
 
 ## SCF
 {chr(10).join(scf) if scf else '- not measured'}
-
+{(chr(10) + args.remark + chr(10)) if args.remark else ''}
 The guard of `hamnet.scf.predict_guess` (on by default) compares the energy of the
 predicted guess density with that of PySCF's minao guess (two Fock builds) and starts
 from minao when the prediction is worse.

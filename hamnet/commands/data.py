@@ -1,7 +1,7 @@
 """``hamnet data make|info|import|recipes``: benchmark datasets (thin CLI).
 
     hamnet data make RECIPE --out DIR --n N [--workers K | --scheduler ADDRESS] [--device cpu|cuda]
-    hamnet data info DIR
+    hamnet data info DIR [--runs RUNS_DIR]
     hamnet data import INPUT --out DIR [--format auto|qh9-sqlite|qh9-lmdb|schnorb] [--xc XC]
     hamnet data recipes
 """
@@ -35,8 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="cpu: PySCF (default); cuda: gpu4pyscf on the labeling machines' GPU")
     add_quiet(p)
-    p = sub.add_parser("info", help="print provenance, counts and splits of a dataset")
+    p = sub.add_parser("info", help="print provenance, counts and splits of a dataset, and the splits runs used")
     p.add_argument("path", help="dataset directory")
+    p.add_argument("--runs", default="runs", metavar="RUNS_DIR",
+                   help="also list the exact splits (RUN/split.json) of the runs in RUNS_DIR, or of "
+                   "RUNS_DIR itself, that trained on this store (default: runs)")
     p = sub.add_parser("import", help="import a public QH9 / SchNOrb file into a new dataset")
     p.add_argument("input", help="QH9 SQLite file, QH9 processed LMDB, or SchNOrb ASE db")
     p.add_argument("--out", required=True, help="new dataset directory")
@@ -121,5 +124,5 @@ def run(args: argparse.Namespace) -> int:
         return _recipes(args)
     from hamnet.data.info import describe
 
-    print(describe(args.path))
+    print(describe(args.path, runs=args.runs))
     return 0

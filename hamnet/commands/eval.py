@@ -8,7 +8,13 @@ order) keyed by the record index as a string; without ``--split`` every record i
 file is scored. The JSON goes to ``--out``, default ``<run_dir>/eval_<split>.json`` or
 ``<PRED>.eval_<split>.json`` beside the prediction file, and beside it the parity plot
 ``parity_<split>.png`` (:mod:`hamnet.plots`), whose worst molecules (record index, source id,
-MAE) the JSON lists as ``worst_molecules``. Exit status 0, or 2 on bad input.
+MAE) the JSON lists as ``worst_molecules``; an existing JSON of the same split is
+overwritten, and the output line says so. Exit status 0, or 2 on bad input.
+
+A model is not scored on records it was trained on: when the requested records overlap
+the run's training records (``split.json`` of the run, or the checkpoint's record of its
+split, on the same store), ``hamnet eval`` refuses unless ``--allow-train-overlap``, or the
+part asked for is the run's own training part (``--split train``).
 
 Symmetry (models only, :mod:`hamnet.symmetry`): ``--average ORDER`` scores the model
 averaged over a rotation grid (Lebedev degree ORDER x ORDER+1 in-plane angles, ``--inversion``
@@ -36,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PART, NAME/PART or 'all' (default: test for a model, every record in PRED.npz)")
     parser.add_argument("--out", default=None, help="JSON file to write (default: beside the input)")
     parser.add_argument("--batch-size", type=int, default=16, help="molecules per forward pass (default 16)")
+    parser.add_argument("--allow-train-overlap", action="store_true",
+                        help="score records the run was trained on (refused by default: inflated numbers)")
     from hamnet.commands import add_quiet
 
     add_quiet(parser)
@@ -74,6 +82,27 @@ def select(ds, split: str | None, run_dataset: dict | None = None):
         name = run_dataset.get("split") if run_dataset.get("split") in ds.splits else None
     name, idx = split_indices(ds, name, part)
     return (part if "/" not in split else f"{name}-{part}"), idx
+
+
+def train_overlap(ds, idx, split: str, run_dir, run_dataset: dict | None) -> tuple[int, str, list]:
+    """``(n overlapping, run split name, run training indices)`` of records ``idx`` of ``ds``
+    with the training records of a run (0 where the run trained on another store or its
+    training records are not known). Asking for the run's own training part is no overlap.
+    """
+    from hamnet.data.splits import read_run_split
+
+    if split == "train":
+        return 0, "", []
+    doc = read_run_split(run_dir) if run_dir is not None else None
+    if doc is None and run_dataset and run_dataset.get("parts"):  # runs older than split.json
+        doc = {"store": run_dataset.get("path", ""), "split": run_dataset.get("split"),
+               "parts": run_dataset["parts"]}
+    if doc is None or not Path(str(doc.get("store", ""))).exists() \
+            or Path(str(doc["store"])).resolve() != Path(ds.path).resolve():
+        return 0, "", []
+    train = {int(i) for i in doc["parts"].get("train", [])}
+    chosen = range(len(ds)) if idx is None else idx
+    return sum(1 for i in chosen if int(i) in train), str(doc.get("split")), sorted(train)
 
 
 def _symmetry(model, ds, idx, args) -> dict:
@@ -123,7 +152,15 @@ def run(args: argparse.Namespace) -> int:
         ds = open_dataset(data)
         check_compatible(model.basis.basis, model.xc, ds)
         label, idx = select(ds, args.split or "test", info.get("dataset"))
-        extra = {}
+        run_dir = Path(args.model) if Path(args.model).is_dir() else path.parent
+        n_over, run_split, _ = train_overlap(ds, idx, args.split or "test", run_dir, info.get("dataset"))
+        if n_over and not args.allow_train_overlap:
+            n_sel = len(ds) if idx is None else len(idx)
+            raise DataError(
+                f"--split {args.split}: {n_over} of its {n_sel} records are training records of {path} "
+                f"(split {run_split}), so its numbers would be inflated; use --split test (the run's own "
+                "test part), or --allow-train-overlap to score them anyway")
+        extra = {"train_overlap": n_over} if n_over else {}
         if args.average is not None:
             from hamnet.symmetry import RotationAveraged
 
@@ -155,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                 sp = extra["symmetry"]["spread"]
                 print(f"grid spread of the averaged model: mean {sp['mean_uHa']:.4g}, max {sp['max_uHa']:.4g} uHa")
     info.update(write_eval_parity(parity, out, source, ds, label, model))  # parity_<split>.png, worst molecules
+    existed = out.exists()
     write_report(out, results, n, info)
-    print(f"wrote {out}")
+    print(f"wrote {out}" + (" (overwrote the previous one)" if existed else ""))
     return 0

@@ -1,8 +1,12 @@
 """``hamnet predict MOLECULE.xyz [...] [--model MODEL] --out F.npy``: predicted Fock matrices.
 
 Writes the model's prediction (Hartree, PySCF AO order of the model's basis, float64):
-one molecule to ``.npy``, several to ``.npz`` keyed by the input file name. The file is
-written atomically. Exit status 0 on success, 2 on bad input.
+one molecule to ``.npy``, several to ``.npz`` keyed by the input file name.
+
+``hamnet predict --data STORE [--split PART|NAME/PART|all] [--model MODEL] --out PRED.npz``
+predicts records of a dataset store (default: all) and keys the ``.npz`` by record index
+(``"0"``, ``"17"``, ...), the format ``hamnet eval --predictions PRED.npz --data STORE``
+scores. The file is written atomically. Exit status 0 on success, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hamnet.commands import add_quiet
 
-    parser.add_argument("molecules", nargs="+", help="geometry files in Angstrom (xyz, or any format ASE reads)")
+    parser.add_argument("molecules", nargs="*", help="geometry files in Angstrom (xyz, or any format ASE reads)")
+    parser.add_argument("--data", default=None, metavar="STORE",
+                        help="predict the records of this dataset store instead (keys: record indices)")
+    parser.add_argument("--split", default=None, metavar="PART|NAME/PART|all",
+                        help="with --data: only these records (default all; PART: of the store's only split)")
     parser.add_argument(
         "--model", default=None,
         help="model file, training checkpoint (.pt) or shipped-model name (default: the "
@@ -37,6 +45,40 @@ def _write(path: Path, arrays: dict) -> None:
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
+def _run_store(args: argparse.Namespace, out: Path) -> int:
+    """``--data STORE``: predict records, keyed by record index."""
+    import numpy as np
+
+    from hamnet.commands.eval import select
+    from hamnet.data import open_dataset
+    from hamnet.data import record_keys as RK
+    from hamnet.errors import ConfigError
+    from hamnet.model import load_model
+    from hamnet.train.data import check_compatible
+    from hamnet.train.evaluate import predict_records
+
+    if args.molecules:
+        raise ConfigError("give geometry files or --data STORE, not both")
+    if out.suffix != ".npz":
+        raise ConfigError(f"--data writes an .npz keyed by record index; --out must end in .npz, got {out.name}")
+    ds = open_dataset(args.data)
+    label, idx = select(ds, args.split or "all")
+    if args.model is None:
+        from hamnet.pretrained import default_model
+
+        elements = {int(z) for i in idx for z in np.asarray(ds[i][RK.Z]).tolist()}
+        model = default_model(ds.metadata.get(RK.META_BASIS), elements)
+    else:
+        model = load_model(args.model)
+    check_compatible(model.basis.basis, model.xc, ds)
+    preds = predict_records(model, ds, idx, batch_size=args.batch_size, progress=not args.quiet)
+    arrays = {str(i): F for i, F in preds}
+    _write(out, arrays)
+    print(f"wrote {out} ({len(arrays)} records of {ds.path} ({label}), keyed by record index; "
+          f"{model.basis.basis}, Hartree, PySCF AO order)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from hamnet.errors import ConfigError
     from hamnet.model import load_model
@@ -46,6 +88,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in (".npy", ".npz"):
         raise ConfigError(f"--out must end in .npy or .npz, got {out.name}")
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    if args.data is not None:
+        return _run_store(args, out)
+    if args.split is not None:
+        raise ConfigError("--split needs --data STORE")
+    if not args.molecules:
+        raise ConfigError("give geometry files, or --data STORE")
     if out.suffix == ".npy" and len(args.molecules) != 1:
         raise ConfigError("several molecules need an .npz output")
     if args.batch_size < 1:

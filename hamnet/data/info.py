@@ -1,4 +1,4 @@
-"""Human-readable summary of a dataset: provenance, counts and splits."""
+"""Human-readable summary of a dataset: provenance, counts, splits and the splits runs used."""
 
 from __future__ import annotations
 
@@ -7,26 +7,29 @@ import textwrap
 from pathlib import Path
 
 from hamnet.data import record_keys as RK
-from hamnet.data.store import FAIL_PREFIX, PLAN_PREFIX, REC_PREFIX, Store, open_dataset
+from hamnet.data.store import FAIL_PREFIX, PLAN_PREFIX, REC_PREFIX, _acquire, _release, open_dataset
 
 
 def _wrap(label: str, text: str) -> list[str]:
     return textwrap.wrap(str(text), 88, initial_indent=f"  {label}: ", subsequent_indent="    ")
 
 
-def describe(path) -> str:
+def describe(path, runs=None) -> str:
     """Summary of the dataset at ``path`` (finished or an interrupted make).
+
+    ``runs``: a directory of run directories (or one run directory); the exact splits of
+    those that trained on this store (their ``split.json``) are listed too.
 
     Raises the errors of :func:`hamnet.data.open_dataset` for corrupt stores.
     """
     path = Path(path)
-    store = Store(path)
+    key, store = _acquire(path)  # the process's shared reader: LMDB opens a path once per process
     try:
         meta = store.read_meta()
         complete = bool(meta.get(RK.META_COMPLETE))
         counts = {p: sum(1 for _ in store.keys(p)) for p in (REC_PREFIX, FAIL_PREFIX, PLAN_PREFIX)}
     finally:
-        store.close()
+        _release(key)
     if complete:
         with open_dataset(path) as ds:  # also checks the index
             meta = ds.metadata
@@ -67,6 +70,12 @@ def describe(path) -> str:
         for name, parts in meta.get(RK.META_SPLITS, {}).items():
             sizes = ", ".join(f"{p} {len(parts.get(p, []))}" for p in RK.SPLIT_PARTS)
             lines.append(f"  split {name}: {sizes}")
+        if runs is not None:
+            from hamnet.data.splits import SPLIT_FILE, runs_of_store
+
+            for run, doc in runs_of_store(path, runs):
+                sizes = ", ".join(f"{p} {len(doc['parts'].get(p, []))}" for p in RK.SPLIT_PARTS)
+                lines.append(f"  split {doc.get('split')} of run {run}: {sizes} (indices in {run / SPLIT_FILE})")
     else:
         lines.append(
             f"  INCOMPLETE: {counts[REC_PREFIX]} of {counts[PLAN_PREFIX]} planned structures "

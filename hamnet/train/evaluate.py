@@ -7,6 +7,9 @@ Two sources of predictions, one scorer:
   ``(nao, nao)`` Fock matrix per record, in Hartree and PySCF AO order, keyed by the
   record index as a string (``"0"``, ``"17"``, ...).
 
+A yardstick for both: :func:`mean_block_baseline`, the error of predicting every atom
+block by its mean over the training records (no network).
+
 Both score each molecule with :func:`hamnet.metrics.molecule_metrics` against the store's
 ``F``, with the store's overlap ``S`` (computed with PySCF from the geometry and the
 store's basis when a record has none), ``nocc`` from the record (else ``sum(Z) // 2``,
@@ -40,6 +43,7 @@ __all__ = [
     "evaluate_model",
     "read_predictions",
     "evaluate_predictions",
+    "mean_block_baseline",
     "write_report",
     "format_table",
 ]
@@ -205,6 +209,50 @@ def evaluate_predictions(path, ds: HamiltonianDataset, indices: Optional[Sequenc
             f"{path} has no prediction for {len(missing)} record(s) of the evaluated set, e.g. {missing[:10]}"
         )
     return score(ds, ((int(i), preds[int(i)]) for i in indices), per_record=per_record, on_molecule=on_molecule)
+
+
+def mean_block_baseline(ds: HamiltonianDataset, train: Sequence[int], indices: Sequence[int],
+                        max_train: Optional[int] = None) -> tuple[dict, int]:
+    """QH9 metrics of the trivial baseline on records ``indices``: no network, every atom block
+    predicted by the mean training block of its kind.
+
+    A diagonal block ``(i, i)`` is the mean of the training blocks of atom ``i``'s element; an
+    off-diagonal block ``(i, j)`` the mean of the training blocks of the ordered element pair
+    ``(Z_i, Z_j)`` (over every pair of atoms, bonded or not, so the prediction is symmetric).
+    A block kind absent from the training records is predicted as zero. ``max_train`` caps
+    the training records used (the first ones). Scored with :func:`score`.
+    """
+    train = [int(i) for i in train][: max_train or None]
+    if not train:
+        raise EvaluationError("the baseline needs at least one training record")
+    records = {i: ds[i] for i in train}
+    elements = sorted({int(z) for i in (*train, *[int(k) for k in indices]) for z in
+                       np.asarray((records.get(i) or ds[i])[RK.Z]).tolist()})
+    ob = OrbitalBasis(ds.metadata.get(RK.META_BASIS), elements)
+    n_el, n_pad = len(elements), ob.n_pad
+    col = {z: k for k, z in enumerate(elements)}
+    d_sum, d_n = np.zeros((n_el, n_pad, n_pad)), np.zeros(n_el)
+    o_sum, o_n = np.zeros((n_el, n_el, n_pad, n_pad)), np.zeros((n_el, n_el))
+    for rec in records.values():
+        Z = [int(z) for z in np.asarray(rec[RK.Z])]
+        e = np.array([col[z] for z in Z])
+        diag, off = ob.split(np.asarray(rec[RK.F], dtype=np.float64), Z)  # [n_at, n_pad, n_pad], [n_pairs, ...]
+        np.add.at(d_sum, e, diag)
+        np.add.at(d_n, e, 1.0)
+        ii, jj = ob.pair_index(len(Z))
+        np.add.at(o_sum, (e[ii], e[jj]), off)
+        np.add.at(o_n, (e[ii], e[jj]), 1.0)
+    d_mean = d_sum / np.maximum(d_n, 1.0)[:, None, None]
+    o_mean = o_sum / np.maximum(o_n, 1.0)[:, :, None, None]
+
+    def predictions():
+        for i in indices:
+            Z = [int(z) for z in np.asarray(ds[int(i)][RK.Z])]
+            e = np.array([col[z] for z in Z])
+            ii, jj = ob.pair_index(len(Z))
+            yield int(i), ob.assemble(d_mean[e], o_mean[e[ii], e[jj]], Z)
+
+    return score(ds, predictions(), model_basis=ob)
 
 
 def write_report(path, results: dict, n: int, info: Optional[dict] = None) -> Path:

@@ -8,7 +8,10 @@ A run directory holds::
     learning_curves.png  drawn from metrics.csv at every validation (hamnet.plots)
     last.pt        latest checkpoint, with everything needed to resume
     best.pt        EMA weights with the best validation ``eval.metric``
-    eval_test.json the final test metrics (also printed as a table)
+    split.json     the store and the exact train/val/test record indices of the run
+                   (:func:`hamnet.data.splits.write_run_split`)
+    eval_test.json the final test metrics (also printed as a table, followed by where the
+                   files are, the next commands and a trivial baseline on the same test part)
 
 Running again on the same directory resumes from ``last.pt``: the step count, the
 position in the epoch (the same batches are neither repeated nor skipped), AdamW, EMA,
@@ -41,17 +44,18 @@ from hamnet import graph_keys as GK
 from hamnet.atomic import atomic_write, atomic_write_text
 from hamnet.basis import OrbitalBasis
 from hamnet.data import record_keys as RK
+from hamnet.data.splits import SPLIT_FILE, write_run_split
 from hamnet.graph import collate, to_device
 from hamnet.loss import HamiltonianLoss
 from hamnet.metrics import METRIC_UNITS, format_table
 from hamnet.model import build_model, model_from_payload, model_payload
-from hamnet.progress import progress_bar
+from hamnet.progress import budget_name, budget_status, progress_bar
 from hamnet.symmetry import random_rotations, rotate_batch
 from hamnet.train import checkpoint as ckpt
 from hamnet.train import distributed as D
 from hamnet.train.config import ConfigError, TrainConfig, config_diff, load_config
 from hamnet.train.data import GraphDataset, check_compatible, resolve_store, run_split, store_elements
-from hamnet.train.evaluate import evaluate_model, write_report
+from hamnet.train.evaluate import evaluate_model, mean_block_baseline, write_report
 from hamnet.train.optim import EMA, averaged_state, build_optimizer, learning_rate, set_learning_rate
 
 __all__ = ["run", "RunResult", "CombinedLoss", "METRIC_COLUMNS", "read_metrics"]
@@ -282,6 +286,9 @@ class _Trainer:
         self.train_idx, val_idx = self.parts[cfg.split.train], self.parts[cfg.split.val]
         if not self.train_idx:
             raise ConfigError(f"split {self.split_name!r}/{cfg.split.train} of {self.ds.path} is empty")
+        if env.is_main:  # the exact indices, for `hamnet data info --runs` and eval's overlap check
+            write_run_split(run_dir, self.ds.path, self.split_name,
+                            {"train": self.train_idx, "val": val_idx, "test": self.parts[cfg.split.test]})
         self.val_idx = val_idx[: cfg.eval.max_val] if cfg.eval.max_val else val_idx
         if resume is not None:
             elements = resume["elements"]
@@ -471,9 +478,13 @@ class _Trainer:
                  cfg.precision, env.world_size, env.device)
         status = "finished"
         window = {"n": 0, "loss": 0.0, "loss_h": 0.0, "loss_t": 0.0, "lr": 0.0, "structures": 0, "seconds": 0.0}
-        total = cfg.limits.max_steps
-        bar = progress_bar(self.progress, total=total, initial=self.step, desc="train", unit="step",
-                           dynamic_ncols=True)
+        # The bar runs 0-100 % of the budget (whichever limit comes first); tqdm's ETA is the
+        # time to the end of the budget at the current pace (validation pauses included).
+        lim = cfg.limits
+        bar = progress_bar(self.progress, total=100, desc=f"train (budget {budget_name(lim.max_steps, lim.max_minutes)})",
+                           dynamic_ncols=True,
+                           bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed} elapsed, ETA {remaining}{postfix}]")
+        bar.update(100 * budget_status(self.step, self.elapsed, lim.max_steps, lim.max_minutes)[0])
         log_every = max(1, cfg.eval.every_steps // 5)  # plain progress lines, for log files
         with _StopRequest() as stop:
             done = self._limit_reached()
@@ -498,12 +509,13 @@ class _Trainer:
                     window["lr"] = r["lr"]
                     window["structures"] += n_mol
                     window["seconds"] += now - t0
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{r[GK.LOSS]:.3g}", lr=f"{r['lr']:.2g}", min=f"{self.elapsed / 60:.1f}",
-                                    refresh=False)  # drawn with the next update, not once more
+                    fraction, where = budget_status(self.step, self.elapsed, lim.max_steps, lim.max_minutes)
+                    bar.set_postfix_str(f"{where}, loss {r[GK.LOSS]:.3g}, lr {r['lr']:.2g}",
+                                        refresh=False)  # drawn with the update below, not once more
+                    bar.update(100 * fraction - bar.n)
                     if self.step % log_every == 0:
-                        log.info("step %d: loss %.4g, lr %.3g, %.1f min", self.step, r[GK.LOSS], r["lr"],
-                                 self.elapsed / 60)
+                        log.info("step %d: loss %.4g, lr %.3g; %s (%.0f %% of the budget)", self.step, r[GK.LOSS],
+                                 r["lr"], where, 100 * fraction)
                     interrupted, limit = D.any_flag([stop.requested, self._limit_reached()], env)
                     if self.step % cfg.eval.every_steps == 0 or (limit and not interrupted):
                         self._validate(window)
@@ -543,7 +555,19 @@ class _Trainer:
         metrics, n = evaluate_model(model, self.ds, test_idx, self.cfg.eval.batch_size, progress=self.progress)
         title = (f"{self.split_name}/{self.cfg.split.test}: {best} (step {info.get('step')}) on {self.ds.path}")
         log.info("%s", format_table(metrics, title=title, n=n))
-        write_report(self.run_dir / f"eval_{self.cfg.split.test}.json", metrics, n,
+        base, _ = mean_block_baseline(self.ds, self.train_idx, test_idx, max_train=FIT_REFERENCE_MAX)
+        out = self.run_dir / f"eval_{self.cfg.split.test}.json"
+        write_report(out, metrics, n,
                      {"checkpoint": str(best), "step": info.get("step"), "data": str(self.ds.path),
-                      "split": self.split_name, "part": self.cfg.split.test})
+                      "split": self.split_name, "part": self.cfg.split.test,
+                      "baseline": {"what": "mean training block per element (diagonal) and per ordered "
+                                           "element pair (off-diagonal), no network", "metrics": base}})
+        log.info("baseline on the same %d molecules (every atom block = its mean over the training records, "
+                 "no network): H MAE %.1f uHa, eps_occ MAE %.1f uHa (the model: %.1f and %.1f uHa)", n,
+                 base["H_mae"], base["eps_occ_mae"], metrics["H_mae"], metrics["eps_occ_mae"])
+        log.info("best model: %s; test metrics: %s; exact split: %s", best, out, self.run_dir / SPLIT_FILE)
+        log.info("next: hamnet guess MOL.xyz --model %s   (SCF from the prediction vs minao)", best)
+        log.info("      hamnet eval %s --split %s   (metrics, parity_%s.png)", self.run_dir,
+                 self.cfg.split.test, self.cfg.split.test)
+        log.info("      hamnet report %s   (%s)", self.run_dir, self.run_dir / "report.md")
         result.test, result.n_test = metrics, n
