@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Union
 
 import numpy as np
+import scipy.linalg
 from pyscf import dft, gto, scf
 
 from hamnet.errors import HamnetError
@@ -215,39 +216,81 @@ class GuardReport:
     ----------
     used : {"hamnet", "minao"}
         The guess handed to the SCF.
-    e_hamnet, e_minao : float
-        Total energy of the predicted and of PySCF's minao guess density, Hartree
-        (one Fock build each, with the SCF's own functional and grid).
+    reason : {"energy", "spectrum"}
+        ``"spectrum"``: the predicted matrix has an orbital energy far below the deepest
+        core level of the molecule's atoms, which no real Fock matrix has (a spurious
+        state), so minao was used without any Fock build. ``"energy"``: the two guess
+        energies were compared.
+    e_hamnet, e_minao : float or None
+        Total energy of the predicted and of PySCF's minao guess density, Hartree (one
+        Fock build each, the SCF's own functional and grid); ``None`` when not computed.
     seconds : float
         Wall time of the check.
     """
 
     used: str
-    e_hamnet: float
-    e_minao: float
+    reason: str
+    e_hamnet: Optional[float]
+    e_minao: Optional[float]
     seconds: float
 
 
-def guard_guess(mf, dm, *, margin: float = 0.0):
-    """Keep the predicted density ``dm`` only if its energy is not above minao's.
+#: How far below the deepest free-atom orbital energy a molecular orbital may lie, Hartree.
+#: Core levels shift by well under 1 Ha between molecules (chemical shifts), and Kohn-Sham
+#: core levels lie above Hartree-Fock ones, so real Fock matrices never come close.
+CORE_MARGIN = 2.0
 
-    The energy of a guess density, ``E[P]``, is the classic guess-quality measure: the
-    SCF minimizes it, and an idempotent ``P`` (the predicted one is) can only lie above
-    the converged energy. A prediction that is unreliable for this molecule (other
-    sizes or chemistry than the training set) shows up as a high ``E[P]``; then PySCF's
-    default guess is used instead, so the SCF never starts from a worse point than it
-    would without hamnet. Cost: two Fock builds, about two SCF cycles.
+
+def _spurious_core_state(mf, fock) -> bool:
+    """Whether ``fock`` has an orbital energy far below any atom's deepest core level.
+
+    The bound is the lowest orbital energy of the molecule's free atoms (PySCF's
+    spherically averaged atomic Hartree-Fock in the molecule's basis, the one its
+    ``init_guess="atom"`` uses; a fraction of a second) minus :data:`CORE_MARGIN`.
+    Water: O 1s is -20.5 Ha (HF) or -19.1 Ha (B3LYP), the bound -22.8 Ha. An eigenvalue
+    below it is a spurious state of a poor prediction, which the SCF would occupy.
+    """
+    from pyscf.scf import atom_hf
+
+    floor = min(float(np.min(v[1])) for v in atom_hf.get_atm_nrhf(mf.mol).values()) - CORE_MARGIN
+    s = mf.get_ovlp()
+    f = np.asarray(fock, dtype=np.float64)
+    mats = f if f.ndim == 3 else [f]
+    e_min = min(scipy.linalg.eigh(0.5 * (m + m.T), s, eigvals_only=True, subset_by_index=[0, 0])[0]
+                for m in mats)
+    return bool(e_min < floor)
+
+
+def guard_guess(mf, dm, fock=None, *, margin: float = 0.0):
+    """Keep the predicted density ``dm`` only if it is not worse than minao's guess.
+
+    Two checks, cheap first:
+
+    1. *Spectrum* (no Fock build; needs the predicted ``fock``): an orbital energy far
+       below the deepest core level of the molecule's atoms is a spurious state
+       (:func:`_spurious_core_state`); minao is used.
+    2. *Energy* (two Fock builds, about two SCF cycles): the energy of a guess density,
+       ``E[P]``, is the classic guess-quality measure; the SCF minimizes it, and an
+       idempotent ``P`` (the predicted one is) lies above the converged energy. The
+       prediction is kept if ``E[P_hamnet] <= E[P_minao] + margin``.
+
+    A prediction that is unreliable for this molecule (other sizes or chemistry than the
+    training set) fails one of them, so the SCF never starts from a worse point than it
+    would without hamnet.
 
     Returns
     -------
     (dm0, GuardReport)
     """
     t0 = time.perf_counter()
+    if fock is not None and _spurious_core_state(mf, fock):
+        dm_minao = mf.get_init_guess(mf.mol, "minao")
+        return dm_minao, GuardReport("minao", "spectrum", None, None, time.perf_counter() - t0)
     e_pred = float(mf.energy_tot(dm=dm))
     dm_minao = mf.get_init_guess(mf.mol, "minao")
     e_minao = float(mf.energy_tot(dm=dm_minao))
     use_pred = bool(np.isfinite(e_pred)) and e_pred <= e_minao + margin
-    report = GuardReport("hamnet" if use_pred else "minao", e_pred, e_minao,
+    report = GuardReport("hamnet" if use_pred else "minao", "energy", e_pred, e_minao,
                          time.perf_counter() - t0)
     return (dm if use_pred else dm_minao), report
 
@@ -281,9 +324,10 @@ def predict_guess(mf, model=None, *, guard: bool = True, sym_tol: float = 1e-6, 
         model = load_model(model)
     model.basis.check_mole(mf.mol)
     check_functional(mf, getattr(model, "xc", None))
-    dm = guess_dm(mf, model.predict(mf.mol), sym_tol=sym_tol)
+    fock = model.predict(mf.mol)
+    dm = guess_dm(mf, fock, sym_tol=sym_tol)
     if guard:
-        dm, rep = guard_guess(mf, dm)
+        dm, rep = guard_guess(mf, dm, fock)
         if report is not None:
             report.append(rep)
     return dm

@@ -78,8 +78,8 @@ def test_guard_keeps_a_good_guess_and_rejects_a_bad_one():
     ref = _converged(mol)
     mf = scf.RHF(mol)
     good = guess_dm(mf, ref.get_fock())
-    dm, rep = guard_guess(mf, good)
-    assert rep.used == "hamnet" and dm is good
+    dm, rep = guard_guess(mf, good, ref.get_fock())  # passes the spectrum check too
+    assert rep.used == "hamnet" and rep.reason == "energy" and dm is good
     assert abs(rep.e_hamnet - ref.e_tot) < 1e-8 < rep.e_minao - rep.e_hamnet
     np.testing.assert_allclose(rep.e_minao, mf.energy_tot(mf.get_init_guess(mol, "minao")))
     # a scrambled Fock matrix: a valid but poor density, whose energy is far above minao's
@@ -87,7 +87,7 @@ def test_guard_keeps_a_good_guess_and_rejects_a_bad_one():
     noise = rng.normal(size=ref.get_fock().shape)
     bad = guess_dm(mf, ref.get_fock() + (noise + noise.T))
     dm, rep = guard_guess(mf, bad)
-    assert rep.used == "minao" and rep.e_hamnet > rep.e_minao
+    assert rep.used == "minao" and rep.reason == "energy" and rep.e_hamnet > rep.e_minao
     np.testing.assert_allclose(dm, mf.get_init_guess(mol, "minao"))
     # both SCFs converge to the same energy
     e_bad = scf.RHF(mol).set(conv_tol=1e-11).kernel(dm0=dm)
@@ -141,3 +141,26 @@ def test_predict_command_without_model(shipped, tmp_path, monkeypatch, capsys):
     assert main(["predict", str(xyz), "--out", str(tmp_path / "F.npy")]) == 0
     mol = gto.M(atom=WATER, basis="sto-3g", verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "F.npy"), model.predict(mol), atol=1e-6)
+
+
+def test_guard_spectrum_check_needs_no_fock_build(monkeypatch):
+    """A predicted orbital far below every atom's core level is refused without a Fock build."""
+    from pyscf.scf import atom_hf
+
+    from hamnet.scf import CORE_MARGIN
+
+    mol = gto.M(atom=WATER, basis="def2-svp", verbose=0)
+    o_1s = min(atom_hf.get_atm_nrhf(mol)["O"][1])  # free-atom HF O 1s, about -20.7 Ha
+    for mf in (_converged(mol), dft.RKS(mol, xc="b3lyp5").run(conv_tol=1e-10)):
+        assert mf.mo_energy[0] > o_1s - CORE_MARGIN + 1  # real HF and DFT matrices lie far above
+        fresh = mf.__class__(mol) if not hasattr(mf, "xc") else dft.RKS(mol, xc=mf.xc)
+        dm, rep = guard_guess(fresh, guess_dm(fresh, mf.get_fock()), mf.get_fock())
+        assert rep.used == "hamnet" and rep.reason == "energy"
+    fock = mf.get_fock()
+    spurious = fock.copy()
+    spurious[5, 5] = o_1s - CORE_MARGIN - 5.0  # one AO pushed to a spurious deep state
+    fresh = scf.RHF(mol)
+    monkeypatch.setattr(fresh, "energy_tot", lambda *a, **k: pytest.fail("no Fock build"))
+    dm, rep = guard_guess(fresh, guess_dm(fresh, spurious), spurious)
+    assert (rep.used, rep.reason, rep.e_hamnet, rep.e_minao) == ("minao", "spectrum", None, None)
+    np.testing.assert_allclose(dm, fresh.get_init_guess(mol, "minao"))

@@ -123,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
     print(format_report([hamnet_run, minao_run], e_diff))
     if guard is not None:
         kept = "kept the prediction" if guard.used == "hamnet" else "fell back to minao"
-        print(
-            f"guard: E[hamnet guess] - E[minao guess] = {guard.e_hamnet - guard.e_minao:+.4f} Ha, "
-            f"{kept} ({guard.seconds:.3f} s, included in the hamnet guess time)"
-        )
+        why = ("a predicted orbital energy lies far below every atom's core levels"
+               if guard.reason == "spectrum" else
+               f"E[hamnet guess] - E[minao guess] = {guard.e_hamnet - guard.e_minao:+.4f} Ha")
+        print(f"guard: {why}, {kept} ({guard.seconds:.3f} s, included in the hamnet guess time)")
     ok = hamnet_run.converged and minao_run.converged
     if not ok:
         print("WARNING: an SCF did not converge; raise --max-cycle", file=sys.stderr)
