@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         scf += _scf_lines(label, json.loads(Path(path).read_text()))
     source = meta[K.META_SOURCE]
     data_note = args.data_note or (
-        f"the QM9 indices given to `hamnet data make qh9-stable --ids`" if "qm9_ids" in source
+        "the QM9 indices given to `hamnet data make qh9-stable --ids`" if "qm9_ids" in source
         else f"labeled by `hamnet data make qh9-stable --n {source['n']}`: the first {source['n']} "
         "of the recipe's stratified priority order")
     command = args.command or f"hamnet train benchmarks/configs/qm9-pretrained.yaml --set data.path={cfg['data']['path']}"

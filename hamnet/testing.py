@@ -289,3 +289,21 @@ def tiny_config(store, **overrides) -> dict:
         else:
             cfg[key] = value
     return cfg
+
+
+def drop_records(path, slots) -> None:
+    """Make a finished store look like an interrupted make: delete the records ``slots``
+    and mark the metadata incomplete, in one transaction (tests of resuming)."""
+    import json
+
+    from hamnet.data import keys as K
+    from hamnet.data.store import META_KEY, REC_PREFIX, Store, slot_key
+
+    store = Store(path, write=True)
+    try:
+        meta = json.loads(store.get(META_KEY))
+        meta[K.META_COMPLETE] = False
+        store.put_many([(META_KEY, json.dumps(meta).encode())],
+                       delete=[slot_key(REC_PREFIX, s) for s in slots])
+    finally:
+        store.close()

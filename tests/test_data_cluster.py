@@ -27,7 +27,8 @@ from data_tools.make import make_dataset  # noqa: E402
 from data_tools.recipes import RECIPES, geometries  # noqa: E402
 from hamnet.cli import main  # noqa: E402
 from hamnet.data import keys as K, open_dataset  # noqa: E402
-from hamnet.data.store import FAIL_PREFIX, META_KEY, REC_PREFIX, Store, slot_key  # noqa: E402
+from hamnet.data.store import FAIL_PREFIX, REC_PREFIX, Store  # noqa: E402
+from hamnet.testing import drop_records  # noqa: E402
 
 # The helpers below run on the workers, which cannot import this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -132,12 +133,7 @@ def test_partial_store_resumes_through_dask(killed_run, cluster, tmp_path):
     path = tmp_path / "w"
     shutil.copytree(killed_run[0], path)
     before = _records(path)
-    store = Store(path, write=True)
-    meta = json.loads(store.get(META_KEY))
-    meta[K.META_COMPLETE] = False
-    store.put_many([(META_KEY, json.dumps(meta).encode())],
-                   delete=[slot_key(REC_PREFIX, 2), slot_key(REC_PREFIX, 5)])
-    store.close()
+    drop_records(path, [2, 5])
     report = make_dataset("md17-water", path, N, scheduler=cluster[0], progress=False)
     assert (report.labeled_now, report.stored) == (2, N)
     after = _records(path)

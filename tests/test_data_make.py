@@ -2,7 +2,6 @@
 failed SCFs, recipes, and bad input."""
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,8 @@ from data_tools.make import make_dataset
 from data_tools.recipes import QH9_DYNAMIC, QH9_STABLE, RECIPES, RecipeError
 from hamnet.cli import main
 from hamnet.data import IncompleteDatasetError, keys as K, open_dataset
-from hamnet.data.store import FAIL_PREFIX, META_KEY, PLAN_PREFIX, REC_PREFIX, Store, slot_key
+from hamnet.data.store import FAIL_PREFIX, PLAN_PREFIX, REC_PREFIX, Store
+from hamnet.testing import drop_records
 
 N_WATER = 5
 
@@ -89,12 +89,7 @@ def test_resume_after_lost_records(water, tmp_path):
     path = tmp_path / "w"
     shutil.copytree(water[0], path)
     before, _ = _records(path)
-    store = Store(path, write=True)
-    meta = json.loads(store.get(META_KEY))
-    meta[K.META_COMPLETE] = False
-    store.put_many([(META_KEY, json.dumps(meta).encode())],
-                   delete=[slot_key(REC_PREFIX, 1), slot_key(REC_PREFIX, 3)])
-    store.close()
+    drop_records(path, [1, 3])
     with pytest.raises(IncompleteDatasetError):
         open_dataset(path)
     report = make_dataset("md17-water", path, N_WATER, progress=False)
