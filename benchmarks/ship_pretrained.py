@@ -113,9 +113,10 @@ With today's PySCF `xc="b3lyp"` (VWN-RPA) the model still gives a valid guess; h
 ## SCF
 {chr(10).join(scf) if scf else '- not measured'}
 {(chr(10) + args.remark + chr(10)) if args.remark else ''}
-The guard of `hamnet.scf.predict_guess` (on by default) compares the energy of the
-predicted guess density with that of PySCF's minao guess (two Fock builds) and starts
-from minao when the prediction is worse.
+The guard of `hamnet.scf.predict_guess` (on by default) starts the SCF from PySCF's minao
+guess instead of the prediction when the predicted matrix has an orbital far below every
+atom's core level (a spurious state; no Fock build), or else when the energy of the
+predicted guess density is above minao's (two Fock builds).
 
 ## Training command
 ```bash
