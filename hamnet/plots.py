@@ -483,7 +483,8 @@ def write_scf_chart(res: Mapping, json_path) -> Path:
     s = res.get("settings", {})
     model_label = s.get("hamnet", "hamnet")
     if s.get("model"):
-        model_label += f" ({Path(s['model']).parent.name}/{Path(s['model']).name})"
+        m = Path(s["model"])  # a file (show its run folder too) or a shipped model's name
+        model_label += f" ({m.parent.name}/{m.name})" if m.parent.name else f" ({m.name})"
     data = Path(s["data"]).name if s.get("data") else "xyz files"
     if s.get("indices"):
         data += f" records {s['indices']}"

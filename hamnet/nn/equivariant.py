@@ -104,20 +104,28 @@ class EquivariantModel(ModelBase):
         n_el = self.embedding.n_elements
         self.rbf = BesselBasis(c.cutoff, c.num_radial)
         self.envelope = PolynomialCutoff(c.cutoff)
+        self._build_trunk(
+            lambda irreps: Interaction(irreps, self.irreps_sh, self.irreps_node, n_el, c.num_radial,
+                                       c.radial_hidden, c.avg_num_neighbors),
+            lambda irreps: PairBlock(irreps, self.irreps_sh, irreps, c.num_pair_radial, c.radial_hidden),
+        )
+        self._build_tail()
+
+    def _build_trunk(self, make_layer, make_pair_block) -> None:
+        """The interaction layers from the embedding's irreps (``make_layer(irreps_in)``),
+        then the pair radial basis and ``make_pair_block(irreps_node)``: the part every
+        equivariant backbone shares before its tail, whatever its layers are."""
+        c = self.cfg
         layers, irreps = [], self.embedding.irreps_out
         for _ in range(c.num_layers):
-            layer = Interaction(
-                irreps, self.irreps_sh, self.irreps_node, n_el, c.num_radial, c.radial_hidden, c.avg_num_neighbors
-            )
-            layers.append(layer)
-            irreps = layer.irreps_out
+            layers.append(make_layer(irreps))
+            irreps = layers[-1].irreps_out
         self.layers = nn.ModuleList(layers)
         self.irreps_node = irreps
         self.pair_rbf = GaussianBasis(c.pair_radial_max, c.num_pair_radial)
         self.pair_envelope = PolynomialCutoff(c.pair_cutoff) if c.pair_cutoff else None
-        self.pair_block = PairBlock(irreps, self.irreps_sh, irreps, c.num_pair_radial, c.radial_hidden)
+        self.pair_block = make_pair_block(irreps)
         self.irreps_pair = self.pair_block.irreps_out
-        self._build_tail()
 
     def _build_tail(self) -> None:
         """TraceGrad (if on), the block heads and the mask buffers on ``irreps_node`` and

@@ -52,7 +52,7 @@ from hamnet.nn.base import ModelBase
 from hamnet.nn.embedding import ElementEmbedding
 from hamnet.nn.equivariant import EquivariantModel
 from hamnet.nn.interaction import feature_irreps, scatter_sum
-from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff, RadialMLP
+from hamnet.nn.radial import BesselBasis, PolynomialCutoff, RadialMLP
 from hamnet.nn.sparse_pairs import SparseAssembler, dense_pair_rows, neighbor_pairs
 
 __all__ = ["edge_frames", "WignerD", "LLayout", "FastGate", "SO2Linear", "SO2Interaction", "SO2PairBlock", "SO2Model"]
@@ -377,17 +377,12 @@ class SO2Model(ModelBase):
         self.wigner = WignerD(self.lmax)
         self.rbf = BesselBasis(c.cutoff, c.num_radial)
         self.envelope = PolynomialCutoff(c.cutoff)
-        layers, irreps = [], self.embedding.irreps_out
-        for _ in range(c.num_layers):
-            layer = SO2Interaction(irreps, self.irreps_node, n_el, c.num_radial, c.radial_hidden, c.avg_num_neighbors)
-            layers.append(layer)
-            irreps = layer.irreps_out
-        self.layers = nn.ModuleList(layers)
-        self.irreps_node = irreps
-        self.pair_rbf = GaussianBasis(c.pair_radial_max, c.num_pair_radial)
-        self.pair_envelope = PolynomialCutoff(c.pair_cutoff) if c.pair_cutoff else None
-        self.pair_block = SO2PairBlock(irreps, irreps, c.num_pair_radial, c.radial_hidden)
-        self.irreps_pair = self.pair_block.irreps_out
+        EquivariantModel._build_trunk(  # the layer loop and pair features, as the equivariant backbone
+            self,
+            lambda irreps: SO2Interaction(irreps, self.irreps_node, n_el, c.num_radial, c.radial_hidden,
+                                          c.avg_num_neighbors),
+            lambda irreps: SO2PairBlock(irreps, irreps, c.num_pair_radial, c.radial_hidden),
+        )
         EquivariantModel._build_tail(self)  # TraceGrad, heads and masks, as every equivariant backbone
         self.assembler = SparseAssembler(basis)
 
