@@ -252,7 +252,10 @@ def _spurious_core_state(mf, fock) -> bool:
     """
     from pyscf.scf import atom_hf
 
-    floor = min(float(np.min(v[1])) for v in atom_hf.get_atm_nrhf(mf.mol).values()) - CORE_MARGIN
+    with warnings.catch_warnings():  # PySCF's atomic SCF warns about its own internals
+        warnings.simplefilter("ignore", DeprecationWarning)
+        atoms = atom_hf.get_atm_nrhf(mf.mol)
+    floor = min(float(np.min(v[1])) for v in atoms.values()) - CORE_MARGIN
     s = mf.get_ovlp()
     f = np.asarray(fock, dtype=np.float64)
     mats = f if f.ndim == 3 else [f]
