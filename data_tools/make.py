@@ -223,33 +223,35 @@ _LEVEL_KEYS = (K.META_XC, K.META_BASIS, K.META_GRID_LEVEL, K.META_CONV_TOL, K.ME
 def _reuse_records(reuse, meta: dict, plan: dict, pending: list, store: Store) -> set:
     """Copy into ``store`` the pending structures that ``reuse`` already labeled.
 
-    Only from a finished store at the same level of theory (functional, basis, grid,
+    Only from a store (finished or interrupted) at the same level of theory (functional, basis, grid,
     thresholds), and only records whose atoms and positions equal the plan's exactly.
     Returns the copied task indices; each copy is its own transaction, as a label is.
     """
     from hamnet.data.codec import decode
 
     other = Store(reuse)  # read-only; finished or not (an interrupted make's records count)
+    copied = set()
     try:
         theirs = {k: other.read_meta().get(k) for k in _LEVEL_KEYS}
         ours = {k: meta.get(k) for k in _LEVEL_KEYS}
         if theirs != ours:
             diff = [k for k in _LEVEL_KEYS if theirs[k] != ours[k]]
             raise DatasetError(f"--reuse {reuse}: another level of theory (differs in {diff})")
-        records = {}
+        where = {}  # source_id -> record key; only keys are held, not the matrices
         for key in other.keys(REC_PREFIX):
-            rec = decode(other.get(key), where=f"{reuse} {key.decode()}")
-            records.setdefault(rec[K.SOURCE_ID], rec)
+            sid = decode(other.get(key), where=f"{reuse} {key.decode()}")[K.SOURCE_ID]
+            where.setdefault(sid, key)
+        for i in pending:
+            key = where.get(plan[i].source_id)
+            if key is None:
+                continue
+            raw = other.get(key)
+            rec = decode(raw, where=f"{reuse} {key.decode()}")
+            if np.array_equal(rec[K.Z], plan[i].Z) and np.array_equal(rec[K.POS], plan[i].pos):
+                store.put(slot_key(REC_PREFIX, i), raw)  # the checked bytes, CRC and all
+                copied.add(i)
     finally:
         other.close()
-    copied = set()
-    for i in pending:
-        rec = records.get(plan[i].source_id)
-        if rec is None:
-            continue
-        if np.array_equal(rec[K.Z], plan[i].Z) and np.array_equal(rec[K.POS], plan[i].pos):
-            store.put(slot_key(REC_PREFIX, i), encode(rec, f"task {i}"))
-            copied.add(i)
     log.info("reused %d labeled structures from %s", len(copied), reuse)
     return copied
 
