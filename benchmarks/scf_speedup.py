@@ -7,7 +7,14 @@ object. Reported per molecule and on average:
 * cycles (``mf.cycles``) and wall time in seconds; hamnet's wall time includes the model
   prediction and the diagonalization that turns it into a density matrix;
 * QH9's ratios: achieved = cycles(hamnet) / cycles(baseline), optimal = 1 / cycles(baseline);
-* that every final energy equals the default (``minao``) run's to 1e-7 Ha.
+* that every final energy equals the default (``minao``) run's to 1e-7 Ha;
+* the guess-quality metrics of the prediction itself (before the guard, untimed):
+  ``H_mae``, ``eps_occ_mae``, ``psi_cos``, ``density_mae`` (:func:`hamnet.metrics.molecule_metrics`
+  against the reference F: the store's, or a tightly converged SCF for ``--xyz``) and
+  ``guess_energy`` = E[P_guess] - E_scf (one Fock build, the benchmark's own SCF settings;
+  E_scf is the converged ``minao`` run's energy), and across molecules their Pearson and
+  Spearman correlations (:mod:`scipy.stats`) with the SCF cycles from hamnet's guess
+  (``summary.guess_quality``; ``None`` for fewer than 3 molecules or constant values).
 
 Molecules come from a hamnet data store (``--data``, e.g. ``--split random --part test``;
 its metadata gives the functional, basis and grid level) or from geometry files
@@ -44,11 +51,15 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from hamnet.scf import PYSCF_GUESSES, build_mole, guess_dm, model_guess, read_mole, run_scf
+from hamnet.metrics import METRIC_UNITS, UNIT_SCALE, guess_energy, molecule_metrics
+from hamnet.scf import PYSCF_GUESSES, build_mole, guess_dm, make_scf, model_guess, read_mole, run_scf
 
 DEFAULT_GUESS = "minao"  # PySCF's default init_guess: the energy reference
 ENERGY_TOL = 1e-7  # Hartree
-ORACLE_CONV_TOL = 1e-11  # Hartree, for the reference Fock matrix of --xyz --oracle
+ORACLE_CONV_TOL = 1e-11  # Hartree, for the reference Fock matrix of --xyz (--oracle, guess metrics)
+#: Guess-quality metrics correlated with the SCF cycles from hamnet's guess.
+GUESS_METRICS = ("H_mae", "eps_occ_mae", "psi_cos", "density_mae", "guess_energy")
+MIN_CORRELATION_MOLECULES = 3
 
 
 # --------------------------------------------------------------------------------------
@@ -151,6 +162,57 @@ def benchmark_molecule(mol, hamnet_guess: Callable, *, name, guesses, xc, settin
     }
 
 
+def guess_metrics(mol, F_pred, F_ref, e_scf: float, xc, settings) -> dict:
+    """Guess-quality metrics of one prediction (Hartree, fractions; :data:`GUESS_METRICS`).
+
+    ``F_ref`` is the converged Fock matrix, ``e_scf`` the converged energy (Hartree) of an
+    SCF with ``xc`` and ``settings``; the guess energy uses one Fock build of such an SCF.
+    """
+    F_pred, F_ref = np.asarray(F_pred, dtype=np.float64), np.asarray(F_ref, dtype=np.float64)
+    sl = mol.aoslice_by_atom()
+    ao_atom = np.repeat(np.arange(mol.natm), sl[:, 3] - sl[:, 2])
+    m = molecule_metrics(F_pred, F_ref, mol.intor("int1e_ovlp"), ao_atom, mol.nelectron // 2)
+    m["guess_energy"] = guess_energy(make_scf(mol, xc, **settings), F_pred, e_ref=e_scf)
+    return {k: m[k] for k in GUESS_METRICS}
+
+
+def _correlation(x, y) -> dict:
+    """Pearson and Spearman correlation of two samples (``None`` where undefined)."""
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < MIN_CORRELATION_MOLECULES or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"pearson": None, "pearson_p": None, "spearman": None, "spearman_p": None}
+    r, p = stats.pearsonr(x, y)
+    rho, q = stats.spearmanr(x, y)
+    return {"pearson": float(r), "pearson_p": float(p), "spearman": float(rho), "spearman_p": float(q)}
+
+
+def guess_quality(molecules: dict, name: str) -> dict:
+    """Per metric: mean (reporting units) and correlations with ``name``'s SCF cycles."""
+    mols = [m for m in molecules.values() if "guess_metrics" in m]
+    cycles = [m["runs"][name]["cycles"] for m in mols]
+    out = {"n_molecules": len(mols), "cycles_of": name, "metrics": {}}
+    for k in GUESS_METRICS:
+        vals = [m["guess_metrics"][k] for m in mols]
+        scale = UNIT_SCALE[METRIC_UNITS[k]]
+        out["metrics"][k] = {"unit": METRIC_UNITS[k],
+                             "mean": float(np.mean(vals)) * scale if vals else None,
+                             **_correlation(vals, cycles)}
+    return out
+
+
+def format_guess_quality(q: dict) -> str:
+    """A small table: metric, mean, Pearson r and Spearman rho with the SCF cycles."""
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    out = [f"guess quality vs {q['cycles_of']} SCF cycles over {q['n_molecules']} molecules",
+           "| metric | mean | Pearson r | Spearman rho |", "|---|---:|---:|---:|"]
+    for k, v in q["metrics"].items():
+        mean = "-" if v["mean"] is None else f"{v['mean']:.4g} {v['unit']}"
+        out.append(f"| {k} | {mean} | {fmt(v['pearson'])} | {fmt(v['spearman'])} |")
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------------------
 # Results file, resumable
 # --------------------------------------------------------------------------------------
@@ -197,6 +259,7 @@ def summarize(res: dict) -> dict:
         "guard_s": mean(m.get("guard", {}).get("seconds", 0.0) for m in mols),
         "all_energy_ok": all(m["energy_ok"] for m in mols),
         "all_converged": all(m["converged"] for m in mols),
+        "guess_quality": guess_quality(res["molecules"], names[-1]),
     }
 
 
@@ -244,6 +307,8 @@ def format_summary(res: dict) -> str:
         out.append(f"guard: fell back to {DEFAULT_GUESS} on {s['guard_fallbacks']} of "
                    f"{s['n_molecules']} molecules; {s['guard_s']:.3f} s per molecule "
                    f"(included in {hamnet}'s wall time)")
+    if s.get("guess_quality", {}).get("n_molecules"):
+        out += ["", format_guess_quality(s["guess_quality"])]
     return "\n".join(out)
 
 
@@ -337,15 +402,18 @@ def main(argv=None, *, model=None) -> int:
     for key, mol, fock in tqdm(items, total=n, desc="scf benchmark", unit="mol"):
         if key in res["molecules"]:
             continue
+        if fock is None:  # --xyz: a tightly converged reference, untimed
+            ref_settings = {**settings, "conv_tol": ORACLE_CONV_TOL}
+            fock = run_scf(mol, DEFAULT_GUESS, xc=xc, **ref_settings)[1].get_fock()
+        f_ref = np.asarray(fock, dtype=np.float64)
         if args.oracle:
-            if fock is None:  # --xyz: a tightly converged reference, untimed
-                ref_settings = {**settings, "conv_tol": ORACLE_CONV_TOL}
-                fock = run_scf(mol, DEFAULT_GUESS, xc=xc, **ref_settings)[1].get_fock()
-            fock = np.asarray(fock, dtype=np.float64)
+            fock = f_ref
             if args.oracle_noise:
                 fock = fock + symmetric_noise(fock.shape[-1], args.oracle_noise)
+            f_pred = fock
             hamnet_guess = (lambda f: lambda mf: guess_dm(mf, f))(fock)
         else:
+            f_pred = None  # predicted below, untimed
             guard_reports: list = []
             hamnet_guess = model_guess(model, guard=not args.no_guard, reports=guard_reports)
         if not warmed:  # first-call costs (library set-up, model warm-up) count for nobody
@@ -360,6 +428,10 @@ def main(argv=None, *, model=None) -> int:
         )
         if not args.oracle and guard_reports:
             res["molecules"][key]["guard"] = asdict(guard_reports[0])
+        if f_pred is None:
+            f_pred = model.predict(mol)
+        res["molecules"][key]["guess_metrics"] = guess_metrics(
+            mol, f_pred, f_ref, res["molecules"][key]["runs"][DEFAULT_GUESS]["e_tot"], xc, settings)
         res["summary"] = summarize(res)
         _write_json_atomic(out, res)
     res["summary"] = summarize(res)

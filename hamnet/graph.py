@@ -36,6 +36,7 @@ __all__ = [
     "to_device",
     "cutoff_edges",
     "pair_reverse",
+    "ao_index_maps",
 ]
 
 Graph = dict  # dict[str, torch.Tensor], keys from hamnet.graph_keys
@@ -116,6 +117,8 @@ def molecule_graph(
     elements: Optional[Iterable[int]] = None,
     dtype: torch.dtype = torch.float64,
     min_distance: float = MIN_DISTANCE,
+    overlap=None,
+    nocc: Optional[int] = None,
 ) -> Graph:
     """Graph of one molecule, optionally with target blocks for training.
 
@@ -134,6 +137,14 @@ def molecule_graph(
         Allowed atomic numbers (default: ``basis.elements`` if a basis is given).
     dtype : torch.dtype
         Floating dtype of positions and targets (the model casts to its own).
+    overlap : (nao, nao) array, optional
+        AO overlap ``S`` (dimensionless, PySCF AO order of ``basis``). Adds the inputs of
+        the spectral losses (:data:`hamnet.graph_keys.SPECTRAL_KEYS`, :mod:`hamnet.spectral`):
+        the Löwdin blocks of ``X = S^-1/2`` (always float64), the AO index maps of a loop-free
+        batched assembly, ``nao`` and ``nocc``.
+    nocc : int, optional
+        Doubly occupied orbitals, with ``overlap`` (default ``sum(Z) // 2``, a neutral
+        closed shell; an odd electron count is an error).
 
     Returns
     -------
@@ -169,7 +180,61 @@ def molecule_graph(
             raise GraphError(f"target fock matrix is not symmetric (max |F - F^T| = {asym:.2e} Hartree)")
         g[GK.TARGET_DIAG] = torch.as_tensor(diag, dtype=dtype)
         g[GK.TARGET_OFFDIAG] = torch.as_tensor(off, dtype=dtype)
+    if overlap is not None:
+        if basis is None:
+            raise GraphError("an overlap matrix needs the OrbitalBasis it is expressed in")
+        g.update(_spectral_inputs(basis, Z, overlap, nocc))
     return g
+
+
+def ao_index_maps(basis: OrbitalBasis, Z) -> tuple[np.ndarray, np.ndarray]:
+    """AO index maps of one molecule (:data:`hamnet.graph_keys.AO_SRC`, :data:`~hamnet.graph_keys.AO_DST`).
+
+    Returns
+    -------
+    src : (nao * nao,) int64
+        For entry ``(mu, nu)`` (row-major): its position in the flattened
+        ``concat([diag, offdiag])`` padded blocks of this molecule alone.
+    dst : (nao * nao,) int64
+        ``mu * nao + nu``, its position in the flattened ``(nao, nao)`` matrix.
+    """
+    lay = basis.layout(Z)
+    n2 = basis.n_pad * basis.n_pad
+    pair, within = np.divmod(lay.gather, n2)  # pair id i * n_atoms + j, position inside the block
+    src = OrbitalBasis.pair_positions(lay.n_atoms)[pair] * n2 + within
+    return src.astype(np.int64), np.arange(lay.nao * lay.nao, dtype=np.int64)
+
+
+def _spectral_inputs(basis: OrbitalBasis, Z: np.ndarray, overlap, nocc) -> dict:
+    """The :data:`hamnet.graph_keys.SPECTRAL_KEYS` of one molecule (see :func:`molecule_graph`)."""
+    from hamnet.spectral import SpectralError, lowdin
+
+    nao = basis.layout(Z).nao
+    S = np.asarray(overlap.detach().cpu() if isinstance(overlap, torch.Tensor) else overlap, dtype=np.float64)
+    if S.shape != (nao, nao):
+        raise GraphError(f"overlap matrix of shape {S.shape} does not fit the molecule's {nao} AOs")
+    if nocc is None:
+        n_el = int(np.sum(Z))
+        if n_el % 2:
+            raise GraphError(f"{n_el} electrons: give nocc for a charged closed-shell molecule")
+        nocc = n_el // 2
+    nocc = int(nocc)
+    if not 0 < nocc < nao:
+        raise GraphError(f"nocc={nocc} must be between 1 and nao-1={nao - 1}")
+    try:
+        X = lowdin(S)
+    except SpectralError as exc:
+        raise GraphError(str(exc)) from exc
+    x_diag, x_off = basis.split(X, Z)
+    src, dst = ao_index_maps(basis, Z)
+    return {
+        GK.NAO: torch.tensor([nao], dtype=torch.long),
+        GK.NOCC: torch.tensor([nocc], dtype=torch.long),
+        GK.AO_SRC: torch.from_numpy(src),
+        GK.AO_DST: torch.from_numpy(dst),
+        GK.LOWDIN_DIAG: torch.as_tensor(x_diag, dtype=torch.float64),
+        GK.LOWDIN_OFFDIAG: torch.as_tensor(x_off, dtype=torch.float64),
+    }
 
 
 def collate(graphs: Sequence[Mapping[str, torch.Tensor]]) -> Graph:
@@ -183,7 +248,7 @@ def collate(graphs: Sequence[Mapping[str, torch.Tensor]]) -> Graph:
     graphs = list(graphs)
     if not graphs:
         raise GraphError("cannot collate an empty list of graphs")
-    known = set(GK.INPUT_KEYS) | set(GK.TARGET_KEYS)
+    known = set(GK.INPUT_KEYS) | set(GK.TARGET_KEYS) | set(GK.SPECTRAL_KEYS)
     for i, g in enumerate(graphs):
         missing = [k for k in GK.INPUT_KEYS if k not in g]
         extra = sorted(set(g) - known)
@@ -192,7 +257,7 @@ def collate(graphs: Sequence[Mapping[str, torch.Tensor]]) -> Graph:
                 f"graph {i} cannot be batched: missing keys {missing}, unknown keys {extra} "
                 "(keys are defined in hamnet.graph_keys)"
             )
-    for k in GK.TARGET_KEYS:
+    for k in GK.TARGET_KEYS + GK.SPECTRAL_KEYS:
         have = [k in g for g in graphs]
         if any(have) and not all(have):
             raise GraphError(f"key {k!r} is present in some graphs of the batch but not all")
@@ -215,7 +280,35 @@ def collate(graphs: Sequence[Mapping[str, torch.Tensor]]) -> Graph:
     out[GK.PAIR_REVERSE] = torch.cat(
         [g[GK.PAIR_REVERSE] + int(pair_off[m]) for m, g in enumerate(graphs)], dim=0
     )
+    if GK.AO_SRC in graphs[0]:
+        out.update(_collate_ao_maps(graphs, atom_off, pair_off))
     return out
+
+
+def _collate_ao_maps(graphs: Sequence[Mapping[str, torch.Tensor]], atom_off, pair_off) -> dict:
+    """Batched :data:`~hamnet.graph_keys.NAO`, ``NOCC``, ``AO_SRC``, ``AO_DST`` of one-molecule graphs.
+
+    A graph's ``AO_SRC`` points into its own ``concat([diag, offdiag])``; in the batch its
+    diagonal rows move to ``atom_off[m] + row`` and its off-diagonal rows behind all
+    ``n_atoms`` diagonal blocks, to ``n_atoms + pair_off[m] + (row - n_atoms_m)``.
+    """
+    n2 = int(graphs[0][GK.LOWDIN_DIAG].shape[-1]) ** 2
+    n_atoms_all = int(atom_off[-1])
+    nao = torch.cat([g[GK.NAO] for g in graphs])
+    if len(nao) != len(graphs):
+        raise GraphError("graphs with AO index maps must each hold one molecule to be batched")
+    nmax = int(nao.max())
+    src, dst = [], []
+    for m, g in enumerate(graphs):
+        n_at = int(g[GK.Z].shape[0])
+        row, within = g[GK.AO_SRC] // n2, g[GK.AO_SRC] % n2
+        row = torch.where(row < n_at, row + int(atom_off[m]), row - n_at + n_atoms_all + int(pair_off[m]))
+        src.append(row * n2 + within)
+        n = int(g[GK.NAO][0])
+        mu, nu = g[GK.AO_DST] // n, g[GK.AO_DST] % n
+        dst.append(m * nmax * nmax + mu * nmax + nu)
+    return {GK.NAO: nao, GK.NOCC: torch.cat([g[GK.NOCC] for g in graphs]),
+            GK.AO_SRC: torch.cat(src), GK.AO_DST: torch.cat(dst)}
 
 
 def to_device(batch: Mapping[str, torch.Tensor], device) -> Graph:

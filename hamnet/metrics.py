@@ -14,8 +14,20 @@ For every molecule (all matrices in PySCF AO order, Hartree):
 * ``homo_mae``, ``lumo_mae``, ``gap_mae``: ``|d eps|`` of orbital ``nocc - 1``, ``nocc``, and
   of their difference.
 
+Guess-quality metrics (not QH9's; they measure what an SCF started from ``H_pred`` sees):
+
+* ``density_mae``: mean ``|P_pred - P_ref|`` over all ``nao * nao`` AO entries of the
+  closed-shell density ``P = 2 C_occ C_occ^T`` (dimensionless; ``tr(P S)`` is the electron
+  count), reported in micro-units (``ue``, 1e-6).
+* ``guess_energy``: ``E[P_pred] - E[P_ref]``, the total energy of the guess density above
+  that of the converged one, in Hartree (reported in milli-Hartree). One Fock build per
+  density with PySCF (:func:`guess_energy`); computed only on request (``hamnet eval
+  --guess-energy``, ``benchmarks/scf_speedup.py``), never during training
+  (:data:`EVAL_ONLY`).
+
 Each is averaged over molecules with equal weight (QH9 evaluates with batch size 1).
-Reported in micro-Hartree (``*_mae``) and percent (``psi_cos``).
+Reported in micro-Hartree (``*_mae`` of energies and H), percent (``psi_cos``), micro-units
+(``density_mae``) and milli-Hartree (``guess_energy``).
 """
 
 from __future__ import annotations
@@ -24,7 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["METRIC_UNITS", "molecule_metrics", "MetricAccumulator", "orbitals", "format_table"]
+__all__ = ["METRIC_UNITS", "UNIT_SCALE", "EVAL_ONLY", "molecule_metrics", "MetricAccumulator", "orbitals",
+           "density_matrix", "guess_energy", "format_table"]
 
 #: metric name -> unit of the reported value
 METRIC_UNITS = {
@@ -36,7 +49,13 @@ METRIC_UNITS = {
     "homo_mae": "uHa",
     "lumo_mae": "uHa",
     "gap_mae": "uHa",
+    "density_mae": "ue",
+    "guess_energy": "mHa",
 }
+#: reporting unit -> factor from the value :func:`molecule_metrics` returns
+UNIT_SCALE = {"uHa": 1e6, "%": 100.0, "ue": 1e6, "mHa": 1e3}
+#: Metrics that cost an SCF-program call per molecule: only computed on request.
+EVAL_ONLY = ("guess_energy",)
 
 
 def orbitals(H: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +77,13 @@ def orbitals(H: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Xt = np.swapaxes(X, -1, -2)
     eps, U = np.linalg.eigh(Xt @ H @ X)
     return eps, X @ U
+
+
+def density_matrix(C: np.ndarray, nocc: int) -> np.ndarray:
+    """Closed-shell AO density ``P = 2 C_occ C_occ^T`` of ``(..., nao, nao)`` coefficients
+    (columns ascending in energy, S-orthonormal); dimensionless, ``tr(P S) = 2 nocc``."""
+    c = C[..., :nocc]
+    return 2.0 * c @ np.swapaxes(c, -1, -2)
 
 
 def molecule_metrics(
@@ -97,7 +123,28 @@ def molecule_metrics(
     out["homo_mae"] = float(abs(e_p[nocc - 1] - e_r[nocc - 1]))
     out["lumo_mae"] = float(abs(e_p[nocc] - e_r[nocc]))
     out["gap_mae"] = float(abs((e_p[nocc] - e_p[nocc - 1]) - (e_r[nocc] - e_r[nocc - 1])))
+    P = density_matrix(C, nocc)  # [2, nao, nao]
+    out["density_mae"] = float(np.abs(P[0] - P[1]).mean())
     return out
+
+
+def guess_energy(mf, F_pred: np.ndarray, F_ref: np.ndarray | None = None, e_ref: float | None = None) -> float:
+    """``E[P_pred] - E_ref`` in Hartree: the energy of the guess density of ``F_pred`` above the
+    converged energy.
+
+    ``P_pred`` is :func:`hamnet.scf.guess_dm` of ``F_pred`` (PySCF's ``eig``, ``get_occ``,
+    ``make_rdm1``) and its energy ``mf.energy_tot(dm=P_pred)``: one Fock build with
+    ``mf``'s functional, basis and grid. ``E_ref`` is ``e_ref`` (a converged SCF energy of
+    the same ``mf`` settings) or else the energy of the density of ``F_ref`` computed the
+    same way (a second Fock build), so both energies share grid and program version.
+    """
+    from hamnet.scf import guess_dm
+
+    if e_ref is None:
+        if F_ref is None:
+            raise ValueError("guess_energy needs the reference F_ref or its energy e_ref")
+        e_ref = float(mf.energy_tot(dm=guess_dm(mf, F_ref)))
+    return float(mf.energy_tot(dm=guess_dm(mf, F_pred))) - float(e_ref)
 
 
 @dataclass
@@ -114,12 +161,12 @@ class MetricAccumulator:
         self.count += 1
 
     def result(self) -> dict[str, float]:
-        """Means in reporting units: micro-Hartree for ``*_mae``, percent for ``psi_cos``."""
+        """Means in reporting units (:data:`METRIC_UNITS`): micro-Hartree for energy and H
+        ``*_mae``, percent for ``psi_cos``, 1e-6 for ``density_mae``, milli-Hartree for ``guess_energy``."""
         if self.count == 0:
             raise ValueError("no molecules were evaluated")
-        scale = {"uHa": 1e6, "%": 100.0}
         return {
-            k: self._sums[k] / self.count * scale[METRIC_UNITS[k]]
+            k: self._sums[k] / self.count * UNIT_SCALE[METRIC_UNITS[k]]
             for k in METRIC_UNITS
             if k in self._sums
         }

@@ -102,10 +102,16 @@ def build_model(
 # ---- files ----------------------------------------------------------------------------------
 
 FORMAT = "hamnet-model"
-#: 1: equivariant models; 2: adds ``config["backbone"]`` (and the ``pet_*`` hyperparameters).
-#: Version-1 files still load (the new keys take their defaults); tests/fixtures holds one
-#: file of each version.
-FORMAT_VERSION = 2
+#: 1: equivariant models; 2: adds ``config["backbone"]`` (and the ``pet_*`` hyperparameters);
+#: 3: adds ``tracegrad_layers``, ``tracegrad_decode``, ``tracegrad_combine`` and
+#: ``tracegrad_encoder`` (per-layer TraceGrad). Older files still load: version-1 files
+#: get the version-2 defaults, and files before version 3 the TraceGrad they were trained
+#: with (:data:`LEGACY_TRACEGRAD`); tests/fixtures holds one file of each version.
+FORMAT_VERSION = 3
+
+#: TraceGrad keys of model files before format 3: TraceGrad on the final features only.
+LEGACY_TRACEGRAD = {"tracegrad_layers": "last", "tracegrad_decode": "own", "tracegrad_combine": "rms",
+                    "tracegrad_encoder": "gram"}
 
 
 class ModelFileError(HamnetError, ValueError):
@@ -150,10 +156,11 @@ def model_from_payload(payload, source: str = "payload") -> ModelBase:
     dtype = getattr(torch, str(payload["dtype"]), None)
     if not isinstance(dtype, torch.dtype):
         raise ModelFileError(f"{source} has an unknown dtype {payload['dtype']!r}")
+    config = dict(payload["config"])
+    if payload["format_version"] < 3 and config.get("backbone", "equivariant") in ("equivariant", "so2"):
+        config = {**LEGACY_TRACEGRAD, **config}
     try:
-        model = build_model(
-            payload["basis"], payload["elements"], xc=payload.get("xc"), dtype=dtype, **payload["config"]
-        )
+        model = build_model(payload["basis"], payload["elements"], xc=payload.get("xc"), dtype=dtype, **config)
     except (ConfigError, BasisError) as exc:
         raise ModelFileError(f"{source}: cannot rebuild the stored model: {exc}") from exc
     try:

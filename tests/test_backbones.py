@@ -39,7 +39,7 @@ def test_every_backbone_has_a_test_class():
     assert set(BACKBONES) <= tested, f"no BackboneTests class here for {sorted(set(BACKBONES) - tested)}"
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_model_file_of_each_format_version_loads_and_predicts_as_recorded(version):
     """tests/fixtures/model_v<N>.pt were written by make_model_files.py in that version's layout."""
     model = load_model(FIXTURES / f"model_v{version}.pt")

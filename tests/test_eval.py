@@ -135,3 +135,26 @@ def test_cli_eval_of_a_run_and_a_mismatched_store(stores, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run"), "--data", str(other), "--split", "all"]) == 2
     assert "basis" in capsys.readouterr().err
+
+
+def test_cli_eval_guess_energy(stores, tmp_path):
+    """--guess-energy: E[P_pred] - E[P_ref] with the store's HF/STO-3G settings; zero for the
+    exact F, positive (variational) for a perturbed one, in mHa."""
+    from hamnet.cli import main
+    from hamnet.metrics import guess_energy
+    from hamnet.scf import guess_dm
+    from hamnet.train.evaluate import store_scf
+
+    ds = open_dataset(stores[0])
+    noise = np.random.default_rng(0).normal(scale=1e-2, size=(7, 7))
+    pred = {"4": ds[4][RK.F], "5": ds[5][RK.F] + noise + noise.T}
+    np.savez(tmp_path / "pred.npz", **pred)
+    assert main(["eval", "--predictions", str(tmp_path / "pred.npz"), "--data", str(stores[0]),
+                 "--split", "test", "--guess-energy"]) == 0
+    doc = json.loads((tmp_path / "pred.eval_test.json").read_text())
+    assert doc["units"]["guess_energy"] == "mHa" and doc["units"]["density_mae"] == "ue"
+    e5 = guess_energy(store_scf(ds, ds[5]), pred["5"], ds[5][RK.F])
+    assert abs(guess_energy(store_scf(ds, ds[4]), pred["4"], ds[4][RK.F])) < 1e-9 and e5 > 1e-6
+    assert doc["metrics"]["guess_energy"] == pytest.approx(e5 / 2 * 1e3, rel=1e-6, abs=1e-9)
+    mf = store_scf(ds, ds[5])  # the store's SCF settings: the reference density has the stored energy
+    assert abs(mf.energy_tot(dm=guess_dm(mf, ds[5][RK.F])) - ds[5][RK.ENERGY]) < 1e-8

@@ -51,3 +51,40 @@ def test_orbitals_match_pyscf_and_exact_prediction_scores_perfectly():
         molecule_metrics(F[:3, :3], F, S, ao_atom, nocc=5)
     with pytest.raises(ValueError, match="nocc"):
         molecule_metrics(F, F, S, ao_atom, nocc=0)
+
+
+def test_density_mae_by_hand_with_a_nonorthogonal_overlap():
+    """Two AOs with overlap s: bonding (1, 1)/sqrt(2(1+s)) and antibonding (1, -1)/sqrt(2(1-s))
+    orbitals. The reference occupies the bonding one, P_ref = [[1, 1], [1, 1]] / (1+s); the
+    prediction (sign of the coupling flipped) the antibonding one, P_pred = [[1, -1], [-1, 1]] / (1-s).
+    Mean |dP| = (2 * 2s + 2 * 2) / (4 (1 - s^2)) = 1 / (1 - s)."""
+    s = 0.5
+    S = np.array([[1.0, s], [s, 1.0]])
+    H_ref = np.array([[0.0, -1.0], [-1.0, 0.0]])
+    m = molecule_metrics(-H_ref, H_ref, S, np.array([0, 1]), nocc=1)
+    assert m["density_mae"] == pytest.approx(1.0 / (1.0 - s), abs=1e-13)
+    assert molecule_metrics(H_ref, H_ref, S, np.array([0, 1]), nocc=1)["density_mae"] < 1e-15
+    # 3x3, diagonal S = diag(4, 1, 1): orbital k is e_k / sqrt(S_kk) with energy H_kk / S_kk.
+    S3 = np.diag([4.0, 1.0, 1.0])
+    ref, pred = np.diag([-4.0, 2.0, 3.0]), np.diag([8.0, -1.0, 3.0])  # energies (-1, 2, 3) / (2, -1, 3)
+    m = molecule_metrics(pred, ref, S3, np.array([0, 1, 2]), nocc=1)
+    # P_ref = 2 * diag(1/4, 0, 0), P_pred = 2 * diag(0, 1, 0)
+    assert m["density_mae"] == pytest.approx((0.5 + 2.0) / 9.0, abs=1e-14)
+    assert m["eps_occ_mae"] == pytest.approx(0.0, abs=1e-14)  # both occupied energies are -1
+    acc = MetricAccumulator()
+    acc.add({"density_mae": 2e-6, "guess_energy": 3e-3})
+    assert acc.result() == pytest.approx({"density_mae": 2.0, "guess_energy": 3.0})  # ue, mHa
+
+
+def test_guess_energy_is_zero_for_the_converged_fock_and_positive_for_a_perturbed_one():
+    from hamnet.metrics import guess_energy
+
+    mol = gto.M(atom="O 0 0 0; H 0.76 0.59 0; H -0.76 0.59 0", basis="sto-3g", verbose=0)
+    mf = scf.RHF(mol).run(conv_tol=1e-11)
+    F = mf.get_fock()
+    assert abs(guess_energy(mf, F, F)) < 1e-10
+    assert abs(guess_energy(mf, F, e_ref=mf.e_tot)) < 1e-8
+    noise = np.random.default_rng(0).normal(scale=1e-2, size=F.shape)
+    assert guess_energy(mf, F + noise + noise.T, F) > 1e-6  # variational: above the converged energy
+    with pytest.raises(ValueError, match="F_ref"):
+        guess_energy(mf, F)

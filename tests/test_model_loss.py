@@ -1,4 +1,4 @@
-"""L_H + lambda L_T checked against full-matrix and hand-computed references."""
+"""The TraceGrad loss (block and trace terms, fixed and balanced) against full-matrix and hand-computed references."""
 
 import numpy as np
 import pytest
@@ -65,7 +65,7 @@ def test_block_loss_is_the_full_matrix_error(setup, kind):
 def test_trace_loss_matches_hand_computed_labels(setup):
     model, batch, out, targets, _ = setup
     lam = 0.7
-    parts = HamiltonianLoss(model.basis, trace_weight=lam)(out, batch)
+    parts = HamiltonianLoss(model.basis, trace_weight=lam, mode="fixed")(out, batch)
     # Hand computation: predicted trace of (pair, shell pair) vs label from the full matrix.
     basis = model.basis
     ns = len(basis.pad_ls)
@@ -85,15 +85,40 @@ def test_trace_loss_matches_hand_computed_labels(setup):
             sp = slot[Z[a]][ra] * ns + slot[Z[b]][rb]
             if a == b:
                 pred = out[GK.DIAG_TRACE][ptr[m] + a, sp].item()
+                for t_hidden in out[GK.DIAG_TRACE_HIDDEN]:  # every layer's traces are supervised
+                    errs.append(t_hidden[ptr[m] + a, sp].item() - label)
             else:
                 row = pptr[m] + int(np.flatnonzero((ii == a) & (jj == b))[0])
                 pred = out[GK.OFFDIAG_TRACE][row, sp].item()
             errs.append(pred - label)
     loss_t = np.mean(np.square(errs))
-    n_masked = int(out[GK.DIAG_TRACE_MASK].sum() + out[GK.OFFDIAG_TRACE_MASK].sum())
+    n_layers = 1 + len(out[GK.DIAG_TRACE_HIDDEN])
+    assert n_layers == model.config["num_layers"] == 2
+    n_masked = int(n_layers * out[GK.DIAG_TRACE_MASK].sum() + out[GK.OFFDIAG_TRACE_MASK].sum())
     assert n_masked == len(errs)
     assert abs(parts[GK.LOSS_T].item() - loss_t) < 1e-12 * max(1.0, loss_t)
     assert abs(parts[GK.LOSS].item() - (parts[GK.LOSS_H].item() + lam * loss_t)) < 1e-12 * max(1.0, loss_t)
+
+
+def test_balanced_loss_value_and_gradient(setup):
+    """(1-lam) L_H + lam sg(L_H/L_T) L_T: value L_H, gradient (1-lam) dL_H + lam (L_H/L_T) dL_T."""
+    model, batch, out, _, _ = setup
+    lam = 0.3
+    leaves = {k: out[k].detach().clone().requires_grad_(True)
+              for k in (GK.DIAG, GK.OFFDIAG, GK.DIAG_TRACE, GK.OFFDIAG_TRACE, GK.DIAG_TRACE_HIDDEN)}
+    parts = HamiltonianLoss(model.basis, mode="balanced", trace_lambda=lam)(dict(out, **leaves), batch)
+    L_H, L_T = parts[GK.LOSS_H].item(), parts[GK.LOSS_T].item()
+    assert L_T > 0
+    assert parts[GK.LOSS].item() == pytest.approx(L_H, rel=1e-12)
+    grads = torch.autograd.grad(parts[GK.LOSS], list(leaves.values()))
+    gh = torch.autograd.grad(HamiltonianLoss(model.basis, trace_weight=0.0, mode="fixed")(
+        dict(out, **leaves), batch)[GK.LOSS], list(leaves.values()), allow_unused=True)
+    fixed1 = HamiltonianLoss(model.basis, trace_weight=1.0, mode="fixed")(dict(out, **leaves), batch)[GK.LOSS]
+    gboth = torch.autograd.grad(fixed1, list(leaves.values()))
+    for g, h, b in zip(grads, gh, gboth):
+        h = torch.zeros_like(b) if h is None else h
+        expected = (1 - lam) * h + lam * (L_H / L_T) * (b - h)  # b - h: the gradient of L_T
+        assert torch.allclose(g, expected, rtol=1e-10, atol=1e-14)
 
 
 def test_perfect_prediction_has_zero_block_loss(setup):
@@ -101,8 +126,10 @@ def test_perfect_prediction_has_zero_block_loss(setup):
     perfect = dict(out, **{GK.DIAG: batch[GK.TARGET_DIAG], GK.OFFDIAG: batch[GK.TARGET_OFFDIAG]})
     perfect[GK.DIAG_TRACE] = HamiltonianLoss(model.basis).target_traces(batch[GK.TARGET_DIAG])
     perfect[GK.OFFDIAG_TRACE] = HamiltonianLoss(model.basis).target_traces(batch[GK.TARGET_OFFDIAG])
-    parts = HamiltonianLoss(model.basis)(perfect, batch)
-    assert parts[GK.LOSS].item() == 0.0
+    perfect[GK.DIAG_TRACE_HIDDEN] = perfect[GK.DIAG_TRACE][None]
+    for mode in ("balanced", "fixed"):
+        parts = HamiltonianLoss(model.basis, mode=mode)(perfect, batch)
+        assert parts[GK.LOSS].item() == 0.0 and parts[GK.LOSS_T].item() == 0.0
 
 
 def test_loss_errors_are_clear(setup):
@@ -111,6 +138,10 @@ def test_loss_errors_are_clear(setup):
         HamiltonianLoss(model.basis, kind="huber")
     with pytest.raises(LossError, match="trace_weight"):
         HamiltonianLoss(model.basis, trace_weight=-1)
+    with pytest.raises(LossError, match="trace loss mode"):
+        HamiltonianLoss(model.basis, mode="adaptive")
+    with pytest.raises(LossError, match="trace_lambda"):
+        HamiltonianLoss(model.basis, trace_lambda=1.0)
     no_target = {k: v for k, v in batch.items() if k != GK.TARGET_OFFDIAG}
     with pytest.raises(LossError, match="no 'target_offdiag'"):
         HamiltonianLoss(model.basis)(out, no_target)

@@ -412,3 +412,25 @@ def test_benchmark_on_data_store_test_split(bench, tmp_path):
         assert runs["oracle"]["cycles"] <= 2
         assert abs(runs["oracle"]["e_tot"] - rec[RK.ENERGY]) < 1e-8
         assert abs(runs["huckel"]["e_tot"] - rec[RK.ENERGY]) < 1e-7
+
+
+def test_benchmark_guess_quality_correlations(bench, tmp_path):
+    """Per-molecule guess metrics and their Pearson/Spearman correlation with hamnet's cycles."""
+    from scipy import stats
+
+    w = write_xyz(tmp_path / "water.xyz", WATER_Z, WATER_POS)
+    out = tmp_path / "q.json"
+    argv = ["--xyz", str(w), "--oracle", "--basis", "sto-3g", "--xc", "HF", "--guesses", "minao", "--out", str(out)]
+    assert bench.main(argv) == 0
+    res = json.loads(out.read_text())
+    g = res["molecules"][str(w)]["guess_metrics"]
+    assert g["H_mae"] < 1e-8 and g["density_mae"] < 1e-6 and abs(g["guess_energy"]) < 1e-7
+    assert res["summary"]["guess_quality"]["metrics"]["H_mae"]["pearson"] is None  # one molecule
+    mols = {str(k): {"runs": {"hamnet": {"cycles": c}},
+                     "guess_metrics": {m: v for m in bench.GUESS_METRICS}}
+            for k, (c, v) in enumerate([(3, 0.1), (5, 0.3), (4, 0.25), (9, 0.9)])}
+    q = bench.guess_quality(mols, "hamnet")
+    r = q["metrics"]["guess_energy"]
+    assert r["pearson"] == pytest.approx(stats.pearsonr([0.1, 0.3, 0.25, 0.9], [3, 5, 4, 9])[0])
+    assert r["spearman"] == pytest.approx(1.0) and r["mean"] == pytest.approx(0.3875 * 1e3)
+    assert "Spearman rho" in bench.format_guess_quality(q)

@@ -43,6 +43,12 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
         ({"data": {"recipe": "md17-water"}}, r"data.n: a recipe needs the number of structures"),
         ({"device": "tpu"}, r"device: allowed values are auto, cpu, cuda"),
         ({"optim": [1, 2]}, r"optim must be a mapping of keys"),
+        ({"loss": {"eig_weight": -1.0}}, r"loss.eig_weight must be >= 0(\.0)?, got -1.0"),
+        ({"loss": {"eig_virtual": 1.5}}, r"loss.eig_virtual must be an integer"),
+        ({"loss": {"eig_virtual": -1}}, r"loss.eig_virtual must be >= 0"),
+        ({"loss": {"density_weight": "big"}}, r"loss.density_weight must be a number, got 'big'"),
+        ({"loss": {"eig_wieght": 1.0}}, r"unknown key 'loss.eig_wieght'; allowed keys in loss: .*eig_weight, eig_virtual, density_weight"),
+        ({"eval": {"metric": "density_rmse"}}, r"eval.metric: 'density_rmse' is not allowed; allowed values: .*density_mae"),
     ],
 )
 def test_wrong_keys_and_values_are_named(patch, message):
@@ -126,3 +132,11 @@ def test_configs_written_before_the_backbone_split_still_load():
                                          "tracegrad_dim": 32}})
     assert pet.model["pet_dim"] == 32 and pet.model["tracegrad"] is False and "num_channels" not in pet.model
     assert config_diff(cfg, load_config(cfg.to_dict())) == []
+
+
+def test_spectral_loss_keys_default_off():
+    loss = load_config(BASE).loss
+    assert (loss.eig_weight, loss.eig_virtual, loss.density_weight) == (0.0, 2, 0.0) and not loss.spectral
+    cfg = load_config({**BASE, "loss": {"density_weight": 0.5}, "eval": {"metric": "density_mae"}})
+    assert cfg.loss.spectral and cfg.eval.metric == "density_mae"
+    assert load_config(cfg.to_dict()).loss.density_weight == 0.5  # round trip through the resolved config

@@ -22,6 +22,11 @@ adds improper rotations); ``--symmetry`` also reports the equivariance error
 (``--rotations`` random rotations of the first ``--symmetry-molecules`` molecules of the
 split), per block type and for the occupied orbital energies, in micro-Hartree, and the
 grid spread of an averaged model. Both go into the JSON (``symmetry``, ``average``).
+
+``--guess-energy`` adds ``guess_energy``: the energy of each predicted guess density above
+that of the reference density (milli-Hartree), with the store's functional, basis and grid
+level (:func:`hamnet.metrics.guess_energy`; two PySCF Fock builds per molecule, so off by
+default).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="molecules per forward pass (default 16)")
     parser.add_argument("--allow-train-overlap", action="store_true",
                         help="score records the run was trained on (refused by default: inflated numbers)")
+    parser.add_argument("--guess-energy", action="store_true",
+                        help="also E[P_guess] - E[P_ref] in mHa (two PySCF Fock builds per molecule)")
     from hamnet.commands import add_quiet
 
     add_quiet(parser)
@@ -139,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
             raise DataError("--predictions needs --data STORE with the reference matrices")
         ds = open_dataset(args.data)
         label, idx = select(ds, args.split)
-        results, n = evaluate_predictions(args.predictions, ds, idx, on_molecule=parity.add)
+        results, n = evaluate_predictions(args.predictions, ds, idx, on_molecule=parity.add,
+                                          guess_energy=getattr(args, "guess_energy", False))
         pred = Path(args.predictions)
         out = Path(args.out) if args.out else pred.with_name(f"{pred.stem}.eval_{label}.json")
         source = str(pred)
@@ -173,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             label = f"{label}_avg{args.average}"
         t0 = time.perf_counter()
         results, n = evaluate_model(model, ds, idx, args.batch_size, progress=not args.quiet,
-                                    on_molecule=parity.add)
+                                    on_molecule=parity.add, guess_energy=getattr(args, "guess_energy", False))
         extra["seconds_per_molecule"] = (time.perf_counter() - t0) / max(n, 1)
         if args.symmetry:
             extra["symmetry"] = _symmetry(model, ds, idx, args)

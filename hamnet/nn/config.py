@@ -55,12 +55,18 @@ class EquivariantConfig(ModelConfig):
     radial_hidden: PosInt = 32  # hidden width of radial MLPs
     avg_num_neighbors: PosNumber = 8.0  # normalization of summed messages
     pair_cutoff: Optional[PosNumber] = None  # Angstrom; off-diagonal blocks beyond it are zero (None: dense)
+    # TraceGrad (hamnet.nn.tracegrad); model files older than format 3 read as layers "last",
+    # decode "own", combine "rms", encoder "gram" (what they were trained with)
+    tracegrad_layers: Literal["all", "last"] = "all"  # after every interaction layer, or after the last only
+    tracegrad_decode: Literal["own", "concat"] = "own"  # each layer's z decodes its traces, or one decoder of all z's
+    tracegrad_combine: Literal["rms", "plain", "normtied"] = "rms"  # f' = f + g(v): see hamnet.nn.tracegrad
+    tracegrad_encoder: Literal["gram", "cg"] = "gram"  # invariants: Gram contractions or a learnable CG product
     tracegrad_channels: PosInt = 4  # copies per irrep type entering the invariant contractions
     tracegrad_hidden: PosInt = 64  # width of the invariant encoder/decoder MLPs
     tracegrad_depth: PosInt = 3  # hidden layers of the invariant encoder
     tracegrad_dim: PosInt = 32  # size of the invariant code z
-    tracegrad_alpha: PosNumber = 0.1  # initial step of f' = f + alpha v_hat (learnable per irrep type)
-    tracegrad_eps: PosNumber = 1e-8  # regularizer of the per-irrep-type normalization of v
+    tracegrad_alpha: PosNumber = 0.1  # initial alpha of g(v) ("rms", "normtied"; learnable per irrep type)
+    tracegrad_eps: PosNumber = 1e-4  # regularizer of the normalization of v (bounds its gradient near v = 0)
 
 
 class SO2Config(EquivariantConfig):

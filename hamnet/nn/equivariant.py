@@ -26,6 +26,8 @@ Outputs (a dict)::
     diag_mask           (n_atoms, n_pad, n_pad) bool, entries that exist for (Z_i, Z_i)
     offdiag_mask        (n_pairs, n_pad, n_pad) bool, entries that exist for (Z_i, Z_j)
     diag_trace          (n_atoms, n_sp)  predicted normalized shell-pair traces, Hartree  [TraceGrad only]
+    diag_trace_hidden   (K-1, n_atoms, n_sp) the traces decoded by the TraceGrads after layers
+                                         0 .. K-2 [tracegrad_layers "all", tracegrad_decode "own"]
     offdiag_trace       (n_pairs, n_sp)  same for pairs                                  [TraceGrad only]
     diag_trace_mask     (n_atoms, n_sp) bool, shell pairs that exist                     [TraceGrad only]
     offdiag_trace_mask  (n_pairs, n_sp) bool, ... and lie within the pair cutoff         [TraceGrad only]
@@ -41,8 +43,11 @@ basis with a smooth polynomial cutoff, spherical harmonics up to ``L_max``, chan
 tensor-product convolutions and gated nonlinearities, with every irrep type of the
 basis's blocks (``L_max`` and parities are derived from ``basis.block_irreps``). Pair
 features for every ordered pair (:mod:`hamnet.nn.pair`). TraceGrad
-(:mod:`hamnet.nn.tracegrad`) on the final node and pair features, then linear heads to
-the block irreps (:mod:`hamnet.nn.heads`). Diagonal blocks are symmetrized as
+(:mod:`hamnet.nn.tracegrad`) after every interaction layer (``tracegrad_layers: all``: the
+updated ``f + g(v)`` feeds the next layer, and every layer's code ``z`` is supervised by
+the node traces, each through its own decoder or all concatenated into one) or after the
+last one only (``last``), and on the final pair features; then linear heads to the block
+irreps (:mod:`hamnet.nn.heads`). Diagonal blocks are symmetrized as
 ``(B + B^T)/2`` and off-diagonal ones as ``B_ij <- (B_ij + B_ji^T)/2``, so the assembled H
 is exactly symmetric and permutation equivariant.
 """
@@ -64,7 +69,7 @@ from hamnet.nn.embedding import ElementEmbedding
 from hamnet.nn.heads import BlockHead
 from hamnet.nn.interaction import Interaction, feature_irreps
 from hamnet.nn.pair import PairBlock
-from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff
+from hamnet.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff, mlp
 from hamnet.nn.tracegrad import ShellPairTraces, TraceGrad
 
 __all__ = ["EquivariantModel", "HamiltonianModel"]
@@ -136,9 +141,20 @@ class EquivariantModel(ModelBase):
             tg = dict(
                 n_traces=basis.n_slot_pairs, channels=c.tracegrad_channels, hidden=c.tracegrad_hidden,
                 depth=c.tracegrad_depth, dim_z=c.tracegrad_dim, alpha=c.tracegrad_alpha, eps=c.tracegrad_eps,
+                encoder=c.tracegrad_encoder, combine=c.tracegrad_combine,
             )
-            self.tracegrad_node = TraceGrad(self.irreps_node, n_references=n_el, **tg)
+            own = c.tracegrad_decode == "own"
+            node = dict(n_references=n_el if own else 0, decode=own, **tg)
+            n_hidden = len(self.layers) - 1 if c.tracegrad_layers == "all" else 0
+            # TraceGrad after layers 0 .. K-2 (their f + g(v) feeds the next layer), then after the last
+            self.tracegrad_hidden = nn.ModuleList(
+                [TraceGrad(self.layers[k].irreps_out, **node) for k in range(n_hidden)])
+            self.tracegrad_node = TraceGrad(self.irreps_node, **node)
             self.tracegrad_pair = TraceGrad(self.irreps_pair, n_references=n_el * n_el, **tg)
+            if not own:  # one decoder of the concatenated codes of every node TraceGrad
+                self.tracegrad_node_decoder = mlp(c.tracegrad_dim * (n_hidden + 1), c.tracegrad_hidden,
+                                                  basis.n_slot_pairs, 1)
+                self.tracegrad_node_reference = nn.Parameter(torch.zeros(n_el, basis.n_slot_pairs))
         self.diag_head = BlockHead(self.irreps_node, basis, n_elements=n_el)
         self.offdiag_head = BlockHead(self.irreps_pair, basis)
         self._register_block_masks()
@@ -146,6 +162,57 @@ class EquivariantModel(ModelBase):
         n_slots = len(basis.pad_ls)
         sp = torch.arange(n_slots * n_slots).reshape(n_slots, n_slots)
         self.register_buffer("slot_pair_transpose", sp.T.reshape(-1), persistent=False)  # [n_sp]
+
+    # ---- TraceGrad pieces shared by the equivariant backbones ------------------------------
+
+    def _layer_loop(self, h, elem, run_layer):
+        """``h`` through every interaction layer (``run_layer(layer, h)``), with TraceGrad after
+        each but the last when ``tracegrad_layers == "all"``; returns ``(h, hidden)`` with
+        ``hidden`` the ``(t, z)`` of those TraceGrads."""
+        hidden = []
+        for k, layer in enumerate(self.layers):
+            h = run_layer(layer, h)  # [n_atoms, irreps of layer k]
+            if self.tracegrad and k < len(self.tracegrad_hidden):
+                h, t, z = self.tracegrad_hidden[k](h, elem)
+                hidden.append((t, z))
+        return h, hidden
+
+    def _node_tracegrad(self, h, elem, hidden):
+        """Final node features and traces: ``(f_node, t_node (n_atoms, n_sp), t_hidden)``,
+        ``t_hidden`` ``(K-1, n_atoms, n_sp)`` the traces each hidden layer decodes itself
+        (``None`` unless ``tracegrad_decode == "own"`` and ``tracegrad_layers == "all"``)."""
+        f, t, z = self.tracegrad_node(h, elem)
+        t_hidden = None
+        if self.cfg.tracegrad_decode == "concat":
+            zs = torch.cat([zk for _, zk in hidden] + [z], dim=-1)  # [n_atoms, K dim_z]
+            t = self.tracegrad_node_decoder(zs) + self.tracegrad_node_reference[elem]
+        elif hidden:
+            t_hidden = torch.stack([tk for tk, _ in hidden])
+        return f, t, t_hidden
+
+    def _node_trace_outputs(self, out, t_node, t_hidden, elem) -> None:
+        """Write the symmetrized node traces (and the hidden layers' ones) and their mask into ``out``."""
+        tT = self.slot_pair_transpose
+        out[GK.DIAG_TRACE] = 0.5 * (t_node + t_node[:, tT])  # shell pair (a, b) and (b, a) of H_ii
+        if t_hidden is not None:
+            out[GK.DIAG_TRACE_HIDDEN] = 0.5 * (t_hidden + t_hidden[:, :, tT])
+        out[GK.DIAG_TRACE_MASK] = self.trace_masks[elem, elem]
+
+    def _tracegrad_modules(self) -> dict:
+        """``{name: TraceGrad}``: ``layer0`` .. ``layer{K-1}`` (nodes) and ``pair``."""
+        if not self.tracegrad:
+            return {}
+        K = len(self.layers)
+        mods = {f"layer{k}": m for k, m in enumerate(self.tracegrad_hidden)}
+        mods[f"layer{K - 1}"] = self.tracegrad_node
+        mods["pair"] = self.tracegrad_pair
+        return mods
+
+    def tracegrad_stats(self) -> dict:
+        """``{"v_over_f_layer0": float, "update_over_f_layer0": ..., ..., "v_over_f_pair": ...}``:
+        ``|v| / |f|`` and ``|g(v)| / |f|`` of every TraceGrad in the last forward pass."""
+        return {f"{k}_{name}": float(v) for name, m in self._tracegrad_modules().items()
+                for k, v in m.stats.items()}
 
     # ---- forward ------------------------------------------------------------------------
 
@@ -161,8 +228,7 @@ class EquivariantModel(ModelBase):
         edge_index, edge_vec, edge_len = cutoff_edges(pos, pair_index, c.cutoff)
         sh = o3.spherical_harmonics(self.irreps_sh, edge_vec, normalize=True, normalization="component")
         rbf, env = self.rbf(edge_len), self.envelope(edge_len)  # [E, n_rbf], [E]
-        for layer in self.layers:
-            h = layer(h, onehot, edge_index, sh, rbf, env)  # [n_atoms, irreps_node]
+        h, hidden = self._layer_loop(h, elem, lambda layer, x: layer(x, onehot, edge_index, sh, rbf, env))
 
         pvec = pos[pair_index[1]] - pos[pair_index[0]]  # [n_pairs, 3] from i to j
         plen = pvec.norm(dim=-1)
@@ -178,9 +244,9 @@ class EquivariantModel(ModelBase):
         f_node, f_pair = h, g
         if c.tracegrad:
             n_el = self.embedding.n_elements
-            f_node, t_node = self.tracegrad_node(h, elem)  # [n_atoms, node], [n_atoms, n_sp]
+            f_node, t_node, t_hidden = self._node_tracegrad(h, elem, hidden)  # [n_atoms, node], [n_atoms, n_sp]
             pair_el = elem[pidx[0]] * n_el + elem[pidx[1]]  # element-pair id of each kept pair
-            f_pair, t_pair = self.tracegrad_pair(g, pair_el)  # [n_kept, pair], [n_kept, n_sp]
+            f_pair, t_pair, _ = self.tracegrad_pair(g, pair_el)  # [n_kept, pair], [n_kept, n_sp]
         diag = self.diag_head(f_node, elem)  # [n_atoms, n_pad, n_pad]
         off = self.offdiag_head(f_pair)  # [n_kept, n_pad, n_pad]
         if keep is not None:
@@ -190,16 +256,13 @@ class EquivariantModel(ModelBase):
         ei, ej = elem[pair_index[0]], elem[pair_index[1]]
         if c.tracegrad:
             tT = self.slot_pair_transpose
-            t_diag = 0.5 * (t_node + t_node[:, tT])  # shell pair (a, b) and (b, a) of H_ii
-            out[GK.DIAG_TRACE_MASK] = self.trace_masks[elem, elem]
+            self._node_trace_outputs(out, t_node, t_hidden, elem)
             out[GK.OFFDIAG_TRACE_MASK] = self.trace_masks[ei, ej]
             if keep is not None:
                 t_pair = t_pair.new_zeros((n_pairs, t_pair.shape[1])).index_copy(0, keep, t_pair)
                 inside = torch.zeros(n_pairs, dtype=torch.bool, device=plen.device)
                 out[GK.OFFDIAG_TRACE_MASK] = out[GK.OFFDIAG_TRACE_MASK] & inside.index_fill(0, keep, True)[:, None]
-            t_off = 0.5 * (t_pair + t_pair[reverse][:, tT])  # (a, b) of H_ij is (b, a) of H_ji
-            out[GK.DIAG_TRACE] = t_diag
-            out[GK.OFFDIAG_TRACE] = t_off
+            out[GK.OFFDIAG_TRACE] = 0.5 * (t_pair + t_pair[reverse][:, tT])  # (a, b) of H_ij is (b, a) of H_ji
         return out
 
     @torch.no_grad()
@@ -239,7 +302,12 @@ class EquivariantModel(ModelBase):
         like = dict(dtype=self.dtype, device=self.device)
         head.set_reference((sums / counts.clamp_min(1.0)[:, None]).to(**like))
         if self.tracegrad:
-            self.tracegrad_node.set_reference((t_node / counts.clamp_min(1.0)[:, None]).to(**like))
+            ref_node = (t_node / counts.clamp_min(1.0)[:, None]).to(**like)
+            if self.cfg.tracegrad_decode == "concat":
+                self.tracegrad_node_reference.data.copy_(ref_node)
+            else:
+                for m in [*self.tracegrad_hidden, self.tracegrad_node]:
+                    m.set_reference(ref_node)
             self.tracegrad_pair.set_reference((t_pair / n_pair.clamp_min(1.0)[:, None]).to(**like))
 
 

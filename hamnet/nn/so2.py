@@ -387,6 +387,11 @@ class SO2Model(ModelBase):
         self.assembler = SparseAssembler(basis)
 
     fit_reference = EquivariantModel.fit_reference
+    _layer_loop = EquivariantModel._layer_loop
+    _node_tracegrad = EquivariantModel._node_tracegrad
+    _node_trace_outputs = EquivariantModel._node_trace_outputs
+    _tracegrad_modules = EquivariantModel._tracegrad_modules
+    tracegrad_stats = EquivariantModel.tracegrad_stats
 
     # ---- pieces -----------------------------------------------------------------------------
 
@@ -403,7 +408,8 @@ class SO2Model(ModelBase):
         return neighbor_pairs(pos, ptr, max(c.cutoff, c.pair_cutoff))
 
     def _nodes(self, Z, pos, i, j, D=None):
-        """Element index, one-hot and final node features; ``(i, j)`` from :meth:`_pairs`, ``D``
+        """Element index, one-hot, final node features and the hidden layers' TraceGrad ``(t, z)``
+        (see :meth:`EquivariantModel._layer_loop`); ``(i, j)`` from :meth:`_pairs`, ``D``
         (optional) their Wigner matrices."""
         elem, onehot, h = self.embedding(Z, self.dtype)  # [n], [n, n_el], [n, mul]
         vec = pos[j] - pos[i]  # [n_found, 3] Angstrom
@@ -412,9 +418,8 @@ class SO2Model(ModelBase):
         edge_index = torch.stack([j[edge], i[edge]])  # (sender, receiver)
         D = self.wigner(edge_frames(vec[edge])) if D is None else [d[edge] for d in D]
         rbf, env = self.rbf(length[edge]), self.envelope(length[edge])  # [E, n_rbf], [E]
-        for layer in self.layers:
-            h = layer(h, onehot, edge_index, D, rbf, env)  # [n_atoms, irreps_node]
-        return elem, onehot, h
+        h, hidden = self._layer_loop(h, elem, lambda layer, x: layer(x, onehot, edge_index, D, rbf, env))
+        return elem, onehot, h, hidden
 
     def _pair_features(self, h, elem, pos, i, j, D=None):
         """Raw off-diagonal blocks ``(P, n_pad, n_pad)`` (envelope applied) and traces of pairs ``(i, j)``."""
@@ -425,7 +430,7 @@ class SO2Model(ModelBase):
         t = None
         if self.tracegrad:
             n_el = self.embedding.n_elements
-            g, t = self.tracegrad_pair(g, elem[i] * n_el + elem[j])  # [P, pair], [P, n_sp]
+            g, t, _ = self.tracegrad_pair(g, elem[i] * n_el + elem[j])  # [P, pair], [P, n_sp]
         off = self.offdiag_head(g)  # [P, n_pad, n_pad]
         if self.pair_envelope is not None:
             off = off * self.pair_envelope(length)[:, None, None]
@@ -447,13 +452,13 @@ class SO2Model(ModelBase):
         n_pairs = pair_index.shape[1]
         i, j = self._pairs(pos, batch[GK.PTR])
         D = self.wigner(edge_frames(pos[j] - pos[i]))  # shared by edges and pairs
-        elem, _, h = self._nodes(Z, pos, i, j, D)
+        elem, _, h, hidden = self._nodes(Z, pos, i, j, D)
         keep = self._kept(pos, i, j)
         pi, pj = i[keep], j[keep]
         rows = dense_pair_rows(pi, pj, batch[GK.BATCH], batch[GK.PTR], batch[GK.PAIR_PTR])  # [P]
         f_node, t_node = h, None
         if self.tracegrad:
-            f_node, t_node = self.tracegrad_node(h, elem)  # [n_atoms, node], [n_atoms, n_sp]
+            f_node, t_node, t_hidden = self._node_tracegrad(h, elem, hidden)  # [n_atoms, node], [n_atoms, n_sp]
         diag = self.diag_head(f_node, elem)  # [n_atoms, n_pad, n_pad]
         off_kept, t_pair = self._pair_features(h, elem, pos, pi, pj, [d[keep] for d in D])
         off = off_kept.new_zeros((n_pairs,) + off_kept.shape[1:]).index_copy(0, rows, off_kept)
@@ -463,9 +468,8 @@ class SO2Model(ModelBase):
             ei, ej = elem[pair_index[0]], elem[pair_index[1]]
             inside = torch.zeros(n_pairs, dtype=torch.bool, device=pos.device).index_fill(0, rows, True)
             t_pair = t_pair.new_zeros((n_pairs, t_pair.shape[1])).index_copy(0, rows, t_pair)
-            out[GK.DIAG_TRACE] = 0.5 * (t_node + t_node[:, tT])
+            self._node_trace_outputs(out, t_node, t_hidden, elem)
             out[GK.OFFDIAG_TRACE] = 0.5 * (t_pair + t_pair[reverse][:, tT])
-            out[GK.DIAG_TRACE_MASK] = self.trace_masks[elem, elem]
             out[GK.OFFDIAG_TRACE_MASK] = self.trace_masks[ei, ej] & inside[:, None]
         return out
 
@@ -489,8 +493,8 @@ class SO2Model(ModelBase):
         pos = torch.from_numpy(np.concatenate(poss)).to(dev, self.dtype)
         with torch.no_grad():  # TraceGrad enables gradients internally where it needs them
             i, j = self._pairs(pos, ptr)
-            elem, _, h = self._nodes(Z, pos, i, j)
-            f_node = self.tracegrad_node(h, elem)[0] if self.tracegrad else h
+            elem, _, h, hidden = self._nodes(Z, pos, i, j)
+            f_node = self._node_tracegrad(h, elem, hidden)[0] if self.tracegrad else h
             diag = self.diag_head(f_node, elem)  # [n_atoms, n_pad, n_pad]
             keep = self._kept(pos, i, j)
             pi, pj = i[keep], j[keep]

@@ -16,13 +16,18 @@ built-in default job, a small water replica trained for a few minutes on a CPU):
       elements: auto                # or a list of symbols; auto = elements of the store
       fit_reference: true           # per-element diagonal reference from training data
       tracegrad: true               # ... backbone and its hyperparameters (hamnet.nn.config)
-    loss: {mae_weight: 1.0, mse_weight: 1.0, trace_weight: 1.0}
+    loss: {mae_weight: 1.0, mse_weight: 1.0,
+           trace_mode: balanced,        # (1-lam) L_H + lam sg(L_H/L_T) L_T; or fixed: L_H + trace_weight L_T
+           trace_lambda: 0.2, trace_weight: 1.0,
+           eig_weight: 0.0,             # orbital-energy loss (per Hartree of MAE), off
+           eig_virtual: 2,              #   virtual orbitals it includes above the nocc occupied
+           density_weight: 0.0}         # occupied-subspace projector loss (dimensionless), off
     augment: {rotations: null, inversion: false}  # null: on for backbone pet, off for equivariant
     optim: {lr: 0.005, weight_decay: 0.0, betas: [0.9, 0.999], batch_size: 8,
             clip_grad_norm: 10.0, ema_decay: 0.99}
     schedule: {kind: cosine, warmup_steps: 50, min_lr_ratio: 0.02}
     limits: {max_steps: null, max_minutes: 2.5}   # at least one of them
-    eval: {every_steps: 100, max_val: null, metric: H_mae, batch_size: 16}
+    eval: {every_steps: 100, max_val: null, metric: H_mae, batch_size: 16}  # metric: or density_mae, ...
     precision: float32              # or float64
     seed: 0
     device: auto                    # auto | cpu | cuda | cuda:N
@@ -133,15 +138,47 @@ class SplitConfig(StrictModel):
 
 
 class LossConfig(StrictModel):
-    """``L = mae_weight (L_H^mae + trace_weight L_T^mae) + mse_weight (L_H^mse + trace_weight L_T^mse)``.
+    """``L = mae_weight L^mae + mse_weight L^mse``, each ``L^kind`` the TraceGrad loss of
+    :class:`hamnet.loss.HamiltonianLoss` with that kind of error.
 
-    QH9 trains on the sum of the MAE and the MSE of the block entries; the TraceGrad
-    trace term is added to each with ``trace_weight`` (ignored for ``tracegrad: false``).
+    QH9 trains on the sum of the MAE and the MSE of the block entries. The TraceGrad trace
+    term ``L_T`` joins the block term ``L_H`` of each kind (ignored for ``tracegrad: false``):
+
+    * ``trace_mode: balanced`` (default, as the TraceGrad authors train):
+      ``(1 - trace_lambda) L_H + trace_lambda sg(L_H / L_T) L_T``, ``trace_lambda`` in
+      ``[0, 1)`` (default 0.2). ``sg`` stops the gradient, so the trace term's value is
+      ``trace_lambda L_H``, and it can never outweigh the block term;
+    * ``trace_mode: fixed``: ``L_H + trace_weight L_T`` (hamnet before 0.2; ``trace_weight``
+      is used only here).
+
+    Spectral terms (:mod:`hamnet.spectral`), off by default, are added as
+    ``+ eig_weight L_eig + density_weight L_P``:
+
+    * ``eig_weight`` (per Hartree, >= 0): weight of ``L_eig``, the mean absolute error in
+      Hartree of the ``nocc`` occupied and ``eig_virtual`` lowest virtual orbital energies;
+    * ``eig_virtual`` (int >= 0, default 2): virtual orbitals in ``L_eig`` (capped at
+      ``nao - nocc`` per molecule);
+    * ``density_weight`` (>= 0): weight of ``L_P``, the dimensionless occupied-subspace
+      loss ``||P_pred - P_ref||_F^2 / (2 nocc)`` in ``[0, 1]`` of the Löwdin-basis projectors.
+
+    Either weight > 0 makes the run compute ``S^-1/2`` once per training structure (from
+    the store's ``S``, or PySCF's ``int1e_ovlp`` where a record has none) and one batched
+    eigendecomposition of the prediction and of the target per step.
     """
 
     mae_weight: Number = Field(1.0, ge=0)
     mse_weight: Number = Field(1.0, ge=0)
-    trace_weight: Number = Field(1.0, ge=0)
+    trace_mode: Literal["balanced", "fixed"] = "balanced"  # how L_T joins L_H (hamnet.loss)
+    trace_lambda: Number = Field(0.2, ge=0, lt=1)  # balanced: (1-lam) L_H + lam sg(L_H/L_T) L_T
+    trace_weight: Number = Field(1.0, ge=0)  # fixed: L_H + trace_weight L_T
+    eig_weight: Number = Field(0.0, ge=0)
+    eig_virtual: Int = Field(2, ge=0)
+    density_weight: Number = Field(0.0, ge=0)
+
+    @property
+    def spectral(self) -> bool:
+        """Whether a spectral term is on (the training graphs then carry ``S^-1/2``)."""
+        return self.eig_weight > 0 or self.density_weight > 0
 
     @model_validator(mode="after")
     def _check(self):
@@ -200,7 +237,8 @@ class EvalConfig(StrictModel):
 
     every_steps: PosInt = 100
     max_val: Optional[PosInt] = None
-    metric: Literal["H_mae", "H_diag_mae", "H_offdiag_mae", "eps_occ_mae", "psi_cos"] = "H_mae"  # selects best.pt
+    metric: Literal["H_mae", "H_diag_mae", "H_offdiag_mae", "eps_occ_mae", "psi_cos", "homo_mae", "lumo_mae",
+                    "gap_mae", "density_mae"] = "H_mae"  # selects best.pt; psi_cos: higher is better, others lower
     batch_size: PosInt = 16
 
 

@@ -170,6 +170,15 @@ def check_compatible(model_basis: str, model_xc: Optional[str], ds: HamiltonianD
         )
 
 
+def _record_overlap(rec, basis) -> np.ndarray:
+    """``(nao, nao)`` AO overlap of a record: its ``S``, else PySCF's ``int1e_ovlp`` of its geometry."""
+    if rec.get(RK.S) is not None:
+        return np.asarray(rec[RK.S], dtype=np.float64)
+    from hamnet.molecule import build_mole
+
+    return build_mole(rec[RK.Z], rec[RK.POS], basis).intor("int1e_ovlp")
+
+
 class GraphDataset(torch.utils.data.Dataset):
     """Records ``indices`` of a store as graphs with target blocks (keys in :mod:`hamnet.graph_keys`).
 
@@ -184,14 +193,20 @@ class GraphDataset(torch.utils.data.Dataset):
         Floating dtype of positions and targets.
     cache : bool
         Keep the graphs in memory after their first use.
+    spectral : bool
+        Also the inputs of the spectral losses (:data:`hamnet.graph_keys.SPECTRAL_KEYS`):
+        ``S^-1/2`` from the record's ``S`` (from PySCF's ``int1e_ovlp`` of the geometry where a
+        record has none), ``nocc`` from the record (else a neutral closed shell). Computed
+        once per structure with ``cache``.
     """
 
     def __init__(self, ds: HamiltonianDataset, indices: Sequence[int], basis: OrbitalBasis,
-                 dtype: torch.dtype = torch.float32, cache: bool = True):
+                 dtype: torch.dtype = torch.float32, cache: bool = True, spectral: bool = False):
         self.ds = ds
         self.indices = [int(i) for i in indices]
         self.basis = basis
         self.dtype = dtype
+        self.spectral = bool(spectral)
         self._cache: Optional[dict] = {} if cache else None
 
     def __len__(self) -> int:
@@ -202,8 +217,12 @@ class GraphDataset(torch.utils.data.Dataset):
             return self._cache[k]
         i = self.indices[k]
         rec = self.ds[i]
+        extra = {}
+        if self.spectral:
+            extra = {"overlap": _record_overlap(rec, self.basis.basis), "nocc": rec.get(RK.NOCC)}
         try:
-            g = molecule_graph(rec[RK.Z], rec[RK.POS], basis=self.basis, fock=rec[RK.F], dtype=self.dtype)
+            g = molecule_graph(rec[RK.Z], rec[RK.POS], basis=self.basis, fock=rec[RK.F], dtype=self.dtype,
+                               **extra)
         except ValueError as exc:
             raise DataError(f"{self.ds.path} record {i}: {exc}") from exc
         if self._cache is not None:

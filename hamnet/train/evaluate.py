@@ -14,7 +14,10 @@ Both score each molecule with :func:`hamnet.metrics.molecule_metrics` against th
 ``F``, with the store's overlap ``S`` (computed with PySCF from the geometry and the
 store's basis when a record has none), ``nocc`` from the record (else ``sum(Z) // 2``,
 a neutral closed shell) and ``ao_atom`` from :meth:`hamnet.basis.OrbitalBasis.layout`.
-Results are equal-weight means over molecules, micro-Hartree and percent.
+Results are equal-weight means over molecules, in the units of
+:data:`hamnet.metrics.METRIC_UNITS`. With ``guess_energy=True`` each molecule also gets
+:func:`hamnet.metrics.guess_energy` (two PySCF Fock builds with the store's functional,
+basis and grid level: of the predicted and of the reference density).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from hamnet.data import HamiltonianDataset
 from hamnet.data import record_keys as RK
 from hamnet.errors import HamnetError, MissingFileError
 from hamnet.graph import collate, molecule_graph, to_device
-from hamnet.metrics import METRIC_UNITS, MetricAccumulator, format_table, molecule_metrics
+from hamnet.metrics import METRIC_UNITS, MetricAccumulator, format_table, guess_energy as guess_energy_of
+from hamnet.metrics import molecule_metrics
 from hamnet.molecule import build_mole
 from hamnet.progress import progress_bar
 
@@ -40,6 +44,7 @@ __all__ = [
     "EvaluationError",
     "predict_records",
     "score",
+    "store_scf",
     "evaluate_model",
     "read_predictions",
     "evaluate_predictions",
@@ -107,9 +112,22 @@ class _Layouts:
         return np.asarray(self._by_elements[key].layout(Z).ao_atom)
 
 
+def store_scf(ds: HamiltonianDataset, rec: Mapping):
+    """A PySCF SCF object for a record with the store's functional, basis and grid level
+    (:func:`hamnet.scf.make_scf`); the charge follows from the record's ``nocc`` (closed shell)."""
+    from hamnet.scf import make_scf
+
+    meta = ds.metadata
+    charge = 0
+    if rec.get(RK.NOCC) is not None:
+        charge = int(np.sum(rec[RK.Z])) - 2 * int(rec[RK.NOCC])
+    mol = build_mole(rec[RK.Z], rec[RK.POS], meta.get(RK.META_BASIS), charge=charge)
+    return make_scf(mol, meta.get(RK.META_XC), grid_level=meta.get(RK.META_GRID_LEVEL))
+
+
 def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
           model_basis: Optional[OrbitalBasis] = None, per_record: Optional[dict] = None,
-          on_molecule: Optional[Callable] = None) -> tuple[dict, int]:
+          on_molecule: Optional[Callable] = None, guess_energy: bool = False) -> tuple[dict, int]:
     """QH9 metrics of ``(record index, F_pred)`` pairs against the store.
 
     Parameters
@@ -123,6 +141,9 @@ def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
     on_molecule : callable, optional
         Called as ``on_molecule(index, rec, F_pred, S, ao_atom, nocc, metrics)`` for each
         scored molecule (e.g. :meth:`hamnet.plots.ParityCollector.add`).
+    guess_energy : bool
+        Also ``guess_energy`` (Hartree per molecule; :func:`hamnet.metrics.guess_energy`,
+        two Fock builds per molecule with :func:`store_scf`).
 
     Returns
     -------
@@ -146,6 +167,8 @@ def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
         nocc = int(nocc) if nocc is not None else int(np.sum(rec[RK.Z])) // 2
         S, ao_atom = _overlap(rec, basis), layouts.ao_atom(rec[RK.Z])
         m = molecule_metrics(F_pred, F_ref, S, ao_atom, nocc)
+        if guess_energy:
+            m["guess_energy"] = guess_energy_of(store_scf(ds, rec), F_pred, F_ref)
         acc.add(m)
         if on_molecule is not None:
             on_molecule(int(i), rec, F_pred, S, ao_atom, nocc, m)
@@ -157,10 +180,11 @@ def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
 
 
 def evaluate_model(model, ds: HamiltonianDataset, indices: Sequence[int], batch_size: int = 16,
-                   progress: bool = False, on_molecule: Optional[Callable] = None) -> tuple[dict, int]:
+                   progress: bool = False, on_molecule: Optional[Callable] = None,
+                   guess_energy: bool = False) -> tuple[dict, int]:
     """Predict and score records ``indices`` of ``ds``; see :func:`score`."""
     preds = predict_records(model, ds, indices, batch_size=batch_size, progress=progress)
-    return score(ds, preds, model_basis=model.basis, on_molecule=on_molecule)
+    return score(ds, preds, model_basis=model.basis, on_molecule=on_molecule, guess_energy=guess_energy)
 
 
 def read_predictions(path, n_records: int) -> dict[int, np.ndarray]:
@@ -193,7 +217,8 @@ def read_predictions(path, n_records: int) -> dict[int, np.ndarray]:
 
 
 def evaluate_predictions(path, ds: HamiltonianDataset, indices: Optional[Sequence[int]] = None,
-                         per_record: Optional[dict] = None, on_molecule: Optional[Callable] = None) -> tuple[dict, int]:
+                         per_record: Optional[dict] = None, on_molecule: Optional[Callable] = None,
+                         guess_energy: bool = False) -> tuple[dict, int]:
     """Score the matrices of ``path`` (``.npz``) against ``ds``.
 
     Parameters
@@ -208,7 +233,8 @@ def evaluate_predictions(path, ds: HamiltonianDataset, indices: Optional[Sequenc
         raise EvaluationError(
             f"{path} has no prediction for {len(missing)} record(s) of the evaluated set, e.g. {missing[:10]}"
         )
-    return score(ds, ((int(i), preds[int(i)]) for i in indices), per_record=per_record, on_molecule=on_molecule)
+    return score(ds, ((int(i), preds[int(i)]) for i in indices), per_record=per_record, on_molecule=on_molecule,
+                 guess_energy=guess_energy)
 
 
 def mean_block_baseline(ds: HamiltonianDataset, train: Sequence[int], indices: Sequence[int],

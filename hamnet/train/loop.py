@@ -4,7 +4,7 @@ A run directory holds::
 
     config.yaml    the resolved config (every default filled in)
     train.log      what happened, with times
-    metrics.csv    one row per validation (step, time, lr, train loss, QH9 metrics)
+    metrics.csv    one row per validation (step, time, lr, train loss, TraceGrad diagnostics ``diag_*``, QH9 metrics)
     learning_curves.png  drawn from metrics.csv at every validation (hamnet.plots)
     last.pt        latest checkpoint, with everything needed to resume
     best.pt        EMA weights with the best validation ``eval.metric``
@@ -47,9 +47,10 @@ from hamnet.data import record_keys as RK
 from hamnet.data.splits import SPLIT_FILE, write_run_split
 from hamnet.graph import collate, to_device
 from hamnet.loss import HamiltonianLoss
-from hamnet.metrics import METRIC_UNITS, format_table
+from hamnet.metrics import EVAL_ONLY, METRIC_UNITS, format_table
 from hamnet.model import build_model, model_from_payload, model_payload
 from hamnet.progress import budget_name, budget_status, progress_bar
+from hamnet.spectral import SpectralLoss, rotate_lowdin
 from hamnet.symmetry import random_rotations, rotate_batch
 from hamnet.train import checkpoint as ckpt
 from hamnet.train import distributed as D
@@ -62,8 +63,9 @@ __all__ = ["run", "RunResult", "CombinedLoss", "METRIC_COLUMNS", "read_metrics"]
 
 
 CONFIG_FILE, LOG_FILE, METRICS_FILE = "config.yaml", "train.log", "metrics.csv"
-TRAIN_COLUMNS = ["step", "epoch", "elapsed_s", "lr", "train_loss", "train_loss_h", "train_loss_t", "structures_per_s"]
-METRIC_COLUMNS = [f"val_{k}_{u}" for k, u in METRIC_UNITS.items()]
+TRAIN_COLUMNS = ["step", "epoch", "elapsed_s", "lr", "train_loss", "train_loss_h", "train_loss_t",
+                 "train_loss_eig", "train_loss_density", "structures_per_s"]
+METRIC_COLUMNS = [f"val_{k}_{u}" for k, u in METRIC_UNITS.items() if k not in EVAL_ONLY]
 HIGHER_IS_BETTER = {"psi_cos"}
 FIT_REFERENCE_MAX = 1000  # training molecules used for the per-element diagonal reference
 
@@ -83,14 +85,19 @@ class RunResult:
 
 
 class CombinedLoss(torch.nn.Module):
-    """``mae_weight * (L_H + w_T L_T)_mae + mse_weight * (L_H + w_T L_T)_mse`` (see LossConfig)."""
+    """``mae_weight * (L_H + w_T L_T)_mae + mse_weight * (L_H + w_T L_T)_mse``
+    ``+ eig_weight L_eig + density_weight L_P`` (see LossConfig, :mod:`hamnet.spectral`)."""
 
     def __init__(self, basis: OrbitalBasis, loss_cfg):
         super().__init__()
         self.parts = []
         for kind, w in (("mae", loss_cfg.mae_weight), ("mse", loss_cfg.mse_weight)):
             if w > 0:
-                self.parts.append((w, HamiltonianLoss(basis, loss_cfg.trace_weight, kind)))
+                self.parts.append((w, HamiltonianLoss(basis, loss_cfg.trace_weight, kind, loss_cfg.trace_mode,
+                                                               loss_cfg.trace_lambda)))
+        # spectral terms (hamnet.spectral): + eig_weight L_eig + density_weight L_P
+        self.eig_weight, self.density_weight = float(loss_cfg.eig_weight), float(loss_cfg.density_weight)
+        self.spectral = SpectralLoss(int(loss_cfg.eig_virtual)) if loss_cfg.spectral else None
 
     def forward(self, out: dict, batch: dict) -> dict:
         total, lh, lt = 0.0, 0.0, 0.0
@@ -99,7 +106,12 @@ class CombinedLoss(torch.nn.Module):
             total = total + w * r[GK.LOSS]
             lh = lh + w * r[GK.LOSS_H]
             lt = lt + w * r[GK.LOSS_T]
-        return {GK.LOSS: total, GK.LOSS_H: lh, GK.LOSS_T: lt}
+        spectral = {}
+        if self.spectral is not None:
+            spectral = self.spectral(out, batch)  # unweighted, Hartree / dimensionless
+            total = total + self.eig_weight * spectral[GK.LOSS_EIG] + self.density_weight * spectral[GK.LOSS_DENSITY]
+            spectral = {k: v.detach() for k, v in spectral.items()}
+        return {GK.LOSS: total, GK.LOSS_H: lh, GK.LOSS_T: lt, **spectral}
 
 
 # ---- logging and files ---------------------------------------------------------------------
@@ -153,23 +165,33 @@ def read_metrics(run_dir) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _rewrite_metrics(run_dir: Path, keep_until_step: int) -> None:
+def diag_columns(model) -> list:
+    """TraceGrad diagnostics of ``metrics.csv`` (none without TraceGrad): ``diag_trace_ratio``,
+    the training window's ``L_T / L_H``, and ``diag_v_over_f_<layer>`` / ``diag_update_over_f_<layer>``,
+    ``|v| / |f|`` and ``|g(v)| / |f|`` of each TraceGrad in the window's last step."""
+    if not getattr(model, "tracegrad", False) or not hasattr(model, "_tracegrad_modules"):
+        return []
+    names = list(model._tracegrad_modules())
+    return ["diag_trace_ratio"] + [f"diag_{k}_{n}" for k in ("v_over_f", "update_over_f") for n in names]
+
+
+def _rewrite_metrics(run_dir: Path, keep_until_step: int, columns=()) -> None:
     """Drop rows after ``keep_until_step`` (written after the checkpoint we resume from)."""
     rows = [r for r in read_metrics(run_dir) if int(r["step"]) <= keep_until_step]
 
     def write(fh):
-        w = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS + METRIC_COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS + list(columns) + METRIC_COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
 
     atomic_write(run_dir / METRICS_FILE, write, binary=False)
 
 
-def _append_metrics(run_dir: Path, row: dict) -> None:
+def _append_metrics(run_dir: Path, row: dict, columns=()) -> None:
     path = run_dir / METRICS_FILE
     new = not path.is_file()
     with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS + METRIC_COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS + list(columns) + METRIC_COLUMNS, extrasaction="ignore")
         if new:
             w.writeheader()
         w.writerow(row)
@@ -303,7 +325,8 @@ class _Trainer:
                                  dtype=self.dtype, **{k: v for k, v in cfg.model_hyperparameters().items()
                                                       if k != "tracegrad"})
         check_compatible(self.model.basis.basis, self.model.xc, self.ds)
-        self.train_set = GraphDataset(self.ds, self.train_idx, basis, self.dtype, cfg.data.cache)
+        self.train_set = GraphDataset(self.ds, self.train_idx, basis, self.dtype, cfg.data.cache,
+                                      spectral=cfg.loss.spectral)
         if resume is None and cfg.model["fit_reference"]:
             n = min(len(self.train_set), FIT_REFERENCE_MAX)
             self.model.fit_reference(self.train_set[k] for k in range(n))
@@ -326,7 +349,7 @@ class _Trainer:
         if resume is not None:
             self._restore(resume)
         elif env.is_main and (run_dir / METRICS_FILE).exists():
-            _rewrite_metrics(run_dir, -1)  # a previous attempt that never checkpointed
+            _rewrite_metrics(run_dir, -1, diag_columns(self.model))  # a previous attempt that never checkpointed
 
     # -- state -------------------------------------------------------------------------
 
@@ -347,7 +370,7 @@ class _Trainer:
         self.best = dict(ck["best"])
         self.last_eval_step = ck.get("last_eval_step")
         if self.env.is_main:
-            _rewrite_metrics(self.run_dir, self.step)
+            _rewrite_metrics(self.run_dir, self.step, diag_columns(self.model))
         log.info("resuming %s from step %d (epoch %d, %.1f min trained)", self.run_dir, self.step,
                  self.epoch, self.elapsed / 60)
 
@@ -424,9 +447,15 @@ class _Trainer:
             row = {"step": self.step, "epoch": self.epoch, "elapsed_s": f"{self.elapsed:.2f}",
                    "lr": f"{window['lr']:.6g}", "train_loss": f"{window['loss'] / nw:.6g}",
                    "train_loss_h": f"{window['loss_h'] / nw:.6g}", "train_loss_t": f"{window['loss_t'] / nw:.6g}",
+                   **({"train_loss_eig": f"{window['loss_eig'] / nw:.6g}",
+                       "train_loss_density": f"{window['loss_density'] / nw:.6g}"}
+                      if self.loss_fn.spectral is not None else {}),
                    "structures_per_s": f"{window['structures'] / max(window['seconds'], 1e-9):.3f}"}
             row.update({f"val_{k}_{METRIC_UNITS[k]}": f"{v:.6g}" for k, v in metrics.items()})
-            _append_metrics(self.run_dir, row)
+            if self.model.tracegrad and hasattr(self.model, "tracegrad_stats"):
+                row["diag_trace_ratio"] = f"{window['loss_t'] / max(window['loss_h'], 1e-300):.6g}"
+                row.update({f"diag_{k}": f"{v:.6g}" for k, v in self.model.tracegrad_stats().items()})
+            _append_metrics(self.run_dir, row, diag_columns(self.model))
             self._save_last(metrics)
             from hamnet.plots import write_learning_curves
 
@@ -449,7 +478,7 @@ class _Trainer:
         if self.augment_rotations:
             n_mol = len(batch[GK.PTR]) - 1
             R = random_rotations(n_mol, improper=self.cfg.augment.inversion, generator=self.augment_rng)
-            batch = rotate_batch(batch, self.model.basis, R)
+            batch = rotate_lowdin(rotate_batch(batch, self.model.basis, R), self.model.basis, R)
         batch = to_device(batch, self.env.device)
         lr = learning_rate(self.step, self._progress(), self.cfg.optim.lr, self.cfg.schedule)
         set_learning_rate(self.optimizer, lr)
@@ -477,7 +506,8 @@ class _Trainer:
                  self.model.backbone, self.model.num_parameters(), self.model.tracegrad, self.augment_rotations,
                  cfg.precision, env.world_size, env.device)
         status = "finished"
-        window = {"n": 0, "loss": 0.0, "loss_h": 0.0, "loss_t": 0.0, "lr": 0.0, "structures": 0, "seconds": 0.0}
+        window = {"n": 0, "loss": 0.0, "loss_h": 0.0, "loss_t": 0.0, "loss_eig": 0.0, "loss_density": 0.0,
+                  "lr": 0.0, "structures": 0, "seconds": 0.0}
         # The bar runs 0-100 % of the budget (whichever limit comes first); tqdm's ETA is the
         # time to the end of the budget at the current pace (validation pauses included).
         lim = cfg.limits
@@ -503,8 +533,9 @@ class _Trainer:
                     now = time.perf_counter()
                     self.elapsed += now - t_mark
                     t_mark = now
-                    for k, src in (("loss", GK.LOSS), ("loss_h", GK.LOSS_H), ("loss_t", GK.LOSS_T)):
-                        window[k] += r[src]
+                    for k, src in (("loss", GK.LOSS), ("loss_h", GK.LOSS_H), ("loss_t", GK.LOSS_T),
+                                   ("loss_eig", GK.LOSS_EIG), ("loss_density", GK.LOSS_DENSITY)):
+                        window[k] += r.get(src, 0.0)
                     window["n"] += 1
                     window["lr"] = r["lr"]
                     window["structures"] += n_mol
