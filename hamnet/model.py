@@ -1,7 +1,7 @@
 """Build, save and load hamnet models (any backbone of :data:`hamnet.nn.config.BACKBONES`).
 
 * :func:`build_model` -- a model with random weights for a basis and a set of elements;
-  the backbone is chosen by name (``backbone="equivariant"`` (default) or ``"pet"``) and
+  the backbone is chosen by name (``backbone="so2"`` (default), ``"equivariant"`` or ``"pet"``) and
   its hyperparameters are validated by its config class (:mod:`hamnet.nn.config`).
 * :func:`save_model` / :func:`load_model` -- the model file: format and hamnet version,
   basis, elements, xc, dtype, hyperparameters and weights, written atomically.
@@ -86,7 +86,7 @@ def build_model(
         under this default dtype, so e3nn's Clebsch-Gordan constants are exact in
         float64 (calling ``.double()`` afterwards would keep float32-rounded constants).
     **hyperparameters
-        ``backbone`` (default ``"equivariant"``) and that backbone's hyperparameters
+        ``backbone`` (default ``"so2"``, :data:`hamnet.nn.config.DEFAULT_BACKBONE`) and that backbone's hyperparameters
         (:class:`hamnet.nn.config.EquivariantConfig`, :class:`~hamnet.nn.config.PETConfig`);
         unknown names or bad values raise :class:`hamnet.errors.ConfigError`.
     """
@@ -157,6 +157,8 @@ def model_from_payload(payload, source: str = "payload") -> ModelBase:
     if not isinstance(dtype, torch.dtype):
         raise ModelFileError(f"{source} has an unknown dtype {payload['dtype']!r}")
     config = dict(payload["config"])
+    if payload["format_version"] < 2:  # before backbones had names: the e3nn network
+        config.setdefault("backbone", "equivariant")
     if payload["format_version"] < 3 and config.get("backbone", "equivariant") in ("equivariant", "so2"):
         config = {**LEGACY_TRACEGRAD, **config}
     try:

@@ -143,7 +143,9 @@ def run_labels(run_dir) -> tuple[str, str]:
     except (OSError, yaml.YAMLError):
         cfg = {}
     model = cfg.get("model") or {}
-    backbone = model.get("backbone", "equivariant")
+    from hamnet.nn.config import DEFAULT_BACKBONE
+
+    backbone = model.get("backbone", DEFAULT_BACKBONE)
     tg = " + TraceGrad" if model.get("tracegrad", True) and backbone != "pet" else ""
     model_label = f"{backbone}{tg} ({run_dir.resolve().name}/)"
     data = cfg.get("data") or {}

@@ -283,7 +283,7 @@ def tiny_config(store, **overrides) -> dict:
         "eval": {"every_steps": 2},
     }
     for key, value in overrides.items():
-        other_backbone = key == "model" and isinstance(value, dict) and value.get("backbone", "equivariant") != "equivariant"
+        other_backbone = key == "model" and isinstance(value, dict) and value.get("backbone", "so2") not in ("so2", "equivariant")
         if isinstance(value, dict) and isinstance(cfg.get(key), dict) and not other_backbone:
             cfg[key] = {**cfg[key], **value}
         else:

@@ -33,6 +33,20 @@ class TestSO2(BackboneTests):  # pair_cutoff 2.0 drops the far pairs of TEST_POS
                   tracegrad_dim=8, tracegrad_alpha=1.0, pair_cutoff=2.0)
 
 
+def test_default_backbone_is_so2_and_old_files_keep_theirs():
+    """build_model() and a config without a backbone give the SO(2) network; a format-1
+    model file (no backbone key) still reads as the e3nn network it holds."""
+    from hamnet.model import build_model
+    from hamnet.nn.config import DEFAULT_BACKBONE
+    from hamnet.nn.so2 import SO2Model
+    from hamnet.train.config import load_config
+
+    assert DEFAULT_BACKBONE == "so2"
+    assert isinstance(build_model("sto-3g", ["H", "O"], num_channels=2, radial_hidden=4), SO2Model)
+    assert load_config({"data": {"path": "x"}}).model["backbone"] == "so2"
+    assert load_model(FIXTURES / "model_v1.pt").backbone == "equivariant"
+
+
 def test_every_backbone_has_a_test_class():
     """A backbone added to the registry adds its ``BackboneTests`` class in this file."""
     tested = {cls.config["backbone"] for cls in BackboneTests.__subclasses__() if cls.__module__ == __name__}

@@ -19,6 +19,7 @@ from hamnet.testing import ao_permutation, assert_equivariant, random_rotation
 ELEMENTS = ["H", "C", "N", "O", "F"]
 # Tiny but complete: every irrep type of def2-SVP blocks, two layers, TraceGrad on node and pair.
 SMALL = dict(
+    backbone="equivariant",  # this file tests the e3nn network (the default backbone is so2)
     num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16, tracegrad_dim=8, tracegrad_alpha=1.0
 )
 # Carbamoyl fluoride H2N-C(=O)-F, slightly distorted (no symmetry), Angstrom.

@@ -244,7 +244,7 @@ def test_training_steps_lower_the_loss_and_reach_every_parameter():
 
 
 def test_so2_config_is_validated_and_keeps_the_default_backbone():
-    assert build_model("sto-3g", ["H"]).backbone == "equivariant"
+    assert build_model("sto-3g", ["H"]).backbone == "so2"  # the default backbone
     m = build_model("sto-3g", ["H"], backbone="so2")
     assert m.config["pair_cutoff"] == 10.0 and m.tracegrad and m.equivariant
     dense = build_model("sto-3g", ["H", "O"], backbone="so2", pair_cutoff=None, dtype=torch.float64)

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from hamnet.errors import ConfigError
 from hamnet.validation import Bool, PosInt, PosNumber, StrictModel, Strict, invalid, validate
 
-__all__ = ["ModelConfig", "EquivariantConfig", "SO2Config", "PETConfig", "Backbone", "BACKBONES", "ConfigError",
+__all__ = ["DEFAULT_BACKBONE", "ModelConfig", "EquivariantConfig", "SO2Config", "PETConfig", "Backbone", "BACKBONES", "ConfigError",
            "model_config", "model_class"]
 
 
@@ -123,8 +123,14 @@ def _keys(cls) -> dict:
     return {f.alias or name: f.default for name, f in cls.model_fields.items()}
 
 
+#: The backbone of a config or ``build_model`` call that names none: the SO(2)-convolution
+#: network, which at equal training time beats the e3nn one (benchmarks/README.md). Model
+#: files of format 1 name none and are read as ``equivariant`` (what they hold).
+DEFAULT_BACKBONE = "so2"
+
+
 def model_config(values: Mapping[str, Any], where: str = "model", extra_keys=()) -> ModelConfig:
-    """The validated config of the backbone ``values["backbone"]`` (default ``equivariant``).
+    """The validated config of the backbone ``values["backbone"]`` (default :data:`DEFAULT_BACKBONE`).
 
     ``tracegrad: None`` means the backbone's default. Raises :class:`ConfigError` naming the
     key path and the allowed keys or values.
@@ -132,7 +138,7 @@ def model_config(values: Mapping[str, Any], where: str = "model", extra_keys=())
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where} must be a mapping of hyperparameters, got {values!r}")
     values = {k: v for k, v in values.items() if not (k == "tracegrad" and v is None)}
-    name = values.get("backbone", "equivariant")
+    name = values.get("backbone", DEFAULT_BACKBONE)
     if name not in BACKBONES:
         raise ConfigError(f"{where}.backbone: {name!r} is not allowed; allowed values: {', '.join(BACKBONES)}")
     cls = BACKBONES[name].config

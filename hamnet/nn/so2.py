@@ -26,8 +26,9 @@ direction itself, ``Y_l(r_hat)``, in the global frame).
 Backbone (:class:`SO2Model`, ``backbone: so2``): element embedding, :class:`SO2Interaction`
 layers (message ``D^T W(D (P h_i + Q h_j))`` per edge, gated), :class:`SO2PairBlock` for the
 off-diagonal blocks (two SO(2) maps with a gate between them, in the pair frame),
-optional TraceGrad on the final node and pair features, and the heads and batch contract
-of :mod:`hamnet.nn.equivariant`. Pairs and edges come from an O(N) neighbour search
+optional TraceGrad (after every layer or the last, and on the final pair features, as in
+:mod:`hamnet.nn.equivariant`), and the heads and batch contract of that module. This is
+the default backbone (:data:`hamnet.nn.config.DEFAULT_BACKBONE`). Pairs and edges come from an O(N) neighbour search
 (:mod:`hamnet.nn.sparse_pairs`); with ``pair_cutoff`` only pairs within it get a block,
 and :meth:`SO2Model.predict` assembles them straight into ``(nao, nao)``.
 """
