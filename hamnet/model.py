@@ -78,7 +78,8 @@ def build_model(
         Elements the model supports (ignored when ``basis`` is an OrbitalBasis).
     tracegrad : bool, optional
         ``False`` builds the baseline: the same backbone and heads without TraceGrad.
-        Default: on for ``backbone="equivariant"``, off for the unconstrained ``"pet"``.
+        Default off (:class:`hamnet.nn.config.EquivariantConfig` says why); ``True`` needs an
+        equivariant backbone (``so2`` or ``equivariant``).
     xc : str, optional
         Functional of the data the model will be trained on (stored with the model).
     dtype : torch.dtype, optional

@@ -239,7 +239,7 @@ class BackboneTests:
 WATER_Z = np.array([8, 1, 1])
 WATER_POS = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
 #: Hyperparameters of a TraceGrad model that trains for a few steps in seconds.
-TINY_MODEL = {"num_channels": 4, "num_layers": 1, "radial_hidden": 8, "num_radial": 4, "num_pair_radial": 4,
+TINY_MODEL = {"tracegrad": True, "num_channels": 4, "num_layers": 1, "radial_hidden": 8, "num_radial": 4, "num_pair_radial": 4,
               "tracegrad_channels": 2, "tracegrad_hidden": 8, "tracegrad_depth": 1, "tracegrad_dim": 4}
 
 

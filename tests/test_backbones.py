@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 class TestEquivariant(BackboneTests):
-    config = dict(backbone="equivariant", num_channels=3, radial_hidden=16, tracegrad_channels=3,
+    config = dict(backbone="equivariant", tracegrad=True, num_channels=3, radial_hidden=16, tracegrad_channels=3,
                   tracegrad_hidden=16, tracegrad_dim=8, tracegrad_alpha=1.0)
 
 
@@ -29,7 +29,7 @@ class TestPET(BackboneTests):
 
 
 class TestSO2(BackboneTests):  # pair_cutoff 2.0 drops the far pairs of TEST_POS (more in tests/test_so2.py)
-    config = dict(backbone="so2", num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16,
+    config = dict(backbone="so2", tracegrad=True, num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16,
                   tracegrad_dim=8, tracegrad_alpha=1.0, pair_cutoff=2.0)
 
 

@@ -22,7 +22,7 @@ from hamnet.nn import so2
 from hamnet.nn.sparse_pairs import dense_pair_rows, neighbor_pairs, reverse_pairs
 from hamnet.testing import TEST_POS, TEST_WATER, TEST_Z, assert_equivariant, irreps_rotation, random_rotation
 
-SMALL = dict(backbone="so2", num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16,
+SMALL = dict(backbone="so2", tracegrad=True, num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16,
              tracegrad_dim=8, tracegrad_alpha=1.0)
 # Two waters 4.3 Angstrom apart plus formaldehyde: a pair cutoff of 3 Angstrom drops many pairs.
 CLUSTER_Z = np.array([8, 1, 1, 8, 1, 1, 6, 8, 1, 1])
@@ -246,7 +246,7 @@ def test_training_steps_lower_the_loss_and_reach_every_parameter():
 def test_so2_config_is_validated_and_keeps_the_default_backbone():
     assert build_model("sto-3g", ["H"]).backbone == "so2"  # the default backbone
     m = build_model("sto-3g", ["H"], backbone="so2")
-    assert m.config["pair_cutoff"] == 10.0 and m.tracegrad and m.equivariant
+    assert m.config["pair_cutoff"] == 10.0 and not m.tracegrad and m.equivariant  # TraceGrad is off by default
     dense = build_model("sto-3g", ["H", "O"], backbone="so2", pair_cutoff=None, dtype=torch.float64)
     assert dense.config["pair_cutoff"] is None
     far = (np.array([8, 1, 1, 8, 1, 1]), np.concatenate([TEST_WATER[1], TEST_WATER[1] + [30.0, 0, 0]]))

@@ -19,22 +19,21 @@ from hamnet.model import build_model
 from hamnet.nn.tracegrad import InvariantEncoder, TraceGrad
 from hamnet.testing import TEST_POS, TEST_Z, BackboneTests, assert_equivariant
 
-SMALL = dict(num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16, tracegrad_dim=8,
+SMALL = dict(tracegrad=True, tracegrad_layers="all", num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16, tracegrad_dim=8,
              tracegrad_alpha=1.0)
 
 
 class TestAllLayersConcatNormtiedCG(BackboneTests):
-    config = dict(backbone="equivariant", tracegrad_layers="all", tracegrad_decode="concat",
-                  tracegrad_combine="normtied", tracegrad_encoder="cg", **SMALL)
+    config = dict(SMALL, backbone="equivariant", tracegrad_decode="concat", tracegrad_combine="normtied",
+                  tracegrad_encoder="cg")
 
 
 class TestLastLayerPlain(BackboneTests):
-    config = dict(backbone="equivariant", tracegrad_layers="last", tracegrad_combine="plain", **SMALL)
+    config = dict(SMALL, backbone="equivariant", tracegrad_layers="last", tracegrad_combine="plain")
 
 
 class TestSO2AllLayersCG(BackboneTests):
-    config = dict(backbone="so2", tracegrad_layers="all", tracegrad_encoder="cg", tracegrad_combine="normtied",
-                  pair_cutoff=2.0, **SMALL)
+    config = dict(SMALL, backbone="so2", tracegrad_encoder="cg", tracegrad_combine="normtied", pair_cutoff=2.0)
 
 
 def _model(**kw):

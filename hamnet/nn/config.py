@@ -50,14 +50,16 @@ class EquivariantConfig(ModelConfig):
     """The O(3)-equivariant e3nn backbone with TraceGrad (:mod:`hamnet.nn.equivariant`)."""
 
     backbone: Literal["equivariant"] = "equivariant"
-    tracegrad: Bool = True  # False: the baseline, same backbone and heads without TraceGrad
+    # True: TraceGrad; off by default because at equal training time it lost to this exact
+    # ablation (same backbone and heads, no TraceGrad) on md17-water (benchmarks/README.md)
+    tracegrad: Bool = False
     num_channels: PosInt = 8  # multiplicity of every irrep type in node and pair features
     radial_hidden: PosInt = 32  # hidden width of radial MLPs
     avg_num_neighbors: PosNumber = 8.0  # normalization of summed messages
     pair_cutoff: Optional[PosNumber] = None  # Angstrom; off-diagonal blocks beyond it are zero (None: dense)
     # TraceGrad (hamnet.nn.tracegrad); model files older than format 3 read as layers "last",
     # decode "own", combine "rms", encoder "gram" (what they were trained with)
-    tracegrad_layers: Literal["all", "last"] = "all"  # after every interaction layer, or after the last only
+    tracegrad_layers: Literal["all", "last"] = "last"  # after every interaction layer, or after the last only
     tracegrad_decode: Literal["own", "concat"] = "own"  # each layer's z decodes its traces, or one decoder of all z's
     tracegrad_combine: Literal["rms", "plain", "normtied"] = "rms"  # f' = f + g(v): see hamnet.nn.tracegrad
     tracegrad_encoder: Literal["gram", "cg"] = "gram"  # invariants: Gram contractions or a learnable CG product
