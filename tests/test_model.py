@@ -217,7 +217,7 @@ def test_hyperparameters_are_validated():
 
 def test_pair_cutoff_gives_exact_zero_blocks_and_stays_equivariant():
     """STO-3G (l <= 1 so L_max = 2, derived) with a pair cutoff shorter than H...H distances."""
-    m = build_model("sto-3g", ["H", "C", "O"], dtype=torch.float64, pair_cutoff=1.6, **SMALL)
+    m = build_model("sto-3g", ["H", "C", "O"], dtype=torch.float64, pair_cutoff=1.6, tracegrad=True, **SMALL)
     assert m.lmax == 2 and m.irreps_node.lmax == 2
     Z = np.array([6, 8, 1, 1])
     pos = np.array([[0, 0, 0], [1.21, 0.02, 0], [-0.58, 0.94, 0.03], [-0.55, -0.93, -0.02]])

@@ -10,7 +10,7 @@ from hamnet.graph import collate, molecule_graph
 from hamnet.loss import HamiltonianLoss, LossError
 from hamnet.model import build_model
 
-TINY = dict(num_channels=2, radial_hidden=8, tracegrad_channels=2, tracegrad_hidden=8, tracegrad_dim=4)
+TINY = dict(tracegrad=True, tracegrad_layers="all", tracegrad_decode="own", num_channels=2, radial_hidden=8, tracegrad_channels=2, tracegrad_hidden=8, tracegrad_dim=4)
 MOLS = [
     ("O 0 0 0.117; H 0 0.757 -0.469; H 0 -0.757 -0.469", [8, 1, 1]),
     ("C 0 0 0; O 1.21 0.02 0; H -0.58 0.94 0.03; H -0.55 -0.93 -0.02", [6, 8, 1, 1]),

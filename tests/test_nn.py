@@ -135,8 +135,8 @@ def tracegrad():
 def test_tracegrad_update_is_equivariant_and_traces_invariant(tracegrad, R):
     f = _t(np.random.default_rng(2).normal(size=(6, IRREPS.dim)))
     D = _t(irreps_rotation(IRREPS, R))
-    f1, t1 = tracegrad(f)
-    f2, t2 = tracegrad(f @ D.T)
+    f1, t1, _ = tracegrad(f)
+    f2, t2, _ = tracegrad(f @ D.T)
     assert (f1 - f).abs().max() > 0.1  # the update is not negligible, so the test can fail
     assert (f2 - f1 @ D.T).abs().max() < 1e-12
     assert (t2 - t1).abs().max() < 1e-12
@@ -145,7 +145,7 @@ def test_tracegrad_update_is_equivariant_and_traces_invariant(tracegrad, R):
 def test_tracegrad_update_is_the_normalized_gradient_of_z(tracegrad):
     """v = d(sum z)/df, checked by central finite differences (independent of autograd)."""
     f = _t(np.random.default_rng(3).normal(size=(2, IRREPS.dim)))
-    f1, _ = tracegrad(f)
+    f1, _, _ = tracegrad(f)
     step = f1 - f  # alpha = 1: normalized gradient
     h = 1e-5
     grad = torch.zeros_like(f)
@@ -166,10 +166,10 @@ def test_tracegrad_update_is_the_normalized_gradient_of_z(tracegrad):
 def test_tracegrad_autograd_modes(tracegrad):
     f = _t(np.random.default_rng(4).normal(size=(3, IRREPS.dim)))
     with torch.no_grad():
-        f_ng, t_ng = tracegrad(f)  # gradients enabled internally; nothing returned needs grad
+        f_ng, t_ng, _ = tracegrad(f)  # gradients enabled internally; nothing returned needs grad
     assert not f_ng.requires_grad and not t_ng.requires_grad
     fg = f.clone().requires_grad_(True)
-    f1, t1 = tracegrad(fg)
+    f1, t1, _ = tracegrad(fg)
     assert torch.allclose(f1, f_ng, atol=1e-14) and torch.allclose(t1, t_ng, atol=1e-14)
     # Training: the update keeps its graph, so the encoder learns through v (double backward).
     tracegrad.zero_grad()
@@ -181,7 +181,7 @@ def test_tracegrad_autograd_modes(tracegrad):
 
 
 def test_empty_inputs_pass_through(tracegrad):
-    f0, t0 = tracegrad(torch.zeros(0, IRREPS.dim, dtype=torch.float64))
+    f0, t0, _ = tracegrad(torch.zeros(0, IRREPS.dim, dtype=torch.float64))
     assert f0.shape == (0, IRREPS.dim) and t0.shape == (0, 7)
 
 

@@ -19,7 +19,7 @@ from hamnet.model import build_model
 from hamnet.nn.tracegrad import InvariantEncoder, TraceGrad
 from hamnet.testing import TEST_POS, TEST_Z, BackboneTests, assert_equivariant
 
-SMALL = dict(tracegrad=True, tracegrad_layers="all", num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16, tracegrad_dim=8,
+SMALL = dict(tracegrad=True, tracegrad_layers="all", tracegrad_decode="own", num_channels=3, radial_hidden=16, tracegrad_channels=3, tracegrad_hidden=16, tracegrad_dim=8,
              tracegrad_alpha=1.0)
 
 

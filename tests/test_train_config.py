@@ -59,7 +59,7 @@ def test_wrong_keys_and_values_are_named(patch, message):
 
 def test_yaml_file_round_trip_and_errors(tmp_path):
     cfg = load_config({**BASE, "optim": {"lr": "1e-3"}, "model": {"num_channels": 6}})
-    assert cfg.optim.lr == 1e-3 and cfg.model["num_channels"] == 6 and cfg.model["tracegrad"] is True
+    assert cfg.optim.lr == 1e-3 and cfg.model["num_channels"] == 6 and cfg.model["tracegrad"] is False
     (tmp_path / "c.yaml").write_text(cfg.to_yaml())
     again = load_config(tmp_path / "c.yaml")
     assert again.to_dict() == cfg.to_dict() and config_diff(cfg, again) == []
@@ -72,7 +72,7 @@ def test_yaml_file_round_trip_and_errors(tmp_path):
 
 def test_config_diff_names_changed_keys_and_ignores_limits():
     a = load_config(BASE)
-    b = load_config({**BASE, "optim": {"lr": 0.1}, "model": {"tracegrad": False}, "limits": {"max_steps": 9}})
+    b = load_config({**BASE, "optim": {"lr": 0.1}, "model": {"tracegrad": True}, "limits": {"max_steps": 9}})
     assert config_diff(a, b) == ["model.tracegrad", "optim.lr"]
 
 

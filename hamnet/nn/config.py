@@ -60,7 +60,7 @@ class EquivariantConfig(ModelConfig):
     # TraceGrad (hamnet.nn.tracegrad); model files older than format 3 read as layers "last",
     # decode "own", combine "rms", encoder "gram" (what they were trained with)
     tracegrad_layers: Literal["all", "last"] = "last"  # after every interaction layer, or after the last only
-    tracegrad_decode: Literal["own", "concat"] = "own"  # each layer's z decodes its traces, or one decoder of all z's
+    tracegrad_decode: Literal["own", "concat"] = "concat"  # one decoder of all layers' z's, or each z decodes its own traces
     tracegrad_combine: Literal["rms", "plain", "normtied"] = "rms"  # f' = f + g(v): see hamnet.nn.tracegrad
     tracegrad_encoder: Literal["gram", "cg"] = "gram"  # invariants: Gram contractions or a learnable CG product
     tracegrad_channels: PosInt = 4  # copies per irrep type entering the invariant contractions
