@@ -170,7 +170,7 @@ def check_compatible(model_basis: str, model_xc: Optional[str], ds: HamiltonianD
         )
 
 
-def _record_overlap(rec, basis) -> np.ndarray:
+def record_overlap(rec, basis: str) -> np.ndarray:
     """``(nao, nao)`` AO overlap of a record: its ``S``, else PySCF's ``int1e_ovlp`` of its geometry."""
     if rec.get(RK.S) is not None:
         return np.asarray(rec[RK.S], dtype=np.float64)
@@ -219,7 +219,7 @@ class GraphDataset(torch.utils.data.Dataset):
         rec = self.ds[i]
         extra = {}
         if self.spectral:
-            extra = {"overlap": _record_overlap(rec, self.basis.basis), "nocc": rec.get(RK.NOCC)}
+            extra = {"overlap": record_overlap(rec, self.basis.basis), "nocc": rec.get(RK.NOCC)}
         try:
             g = molecule_graph(rec[RK.Z], rec[RK.POS], basis=self.basis, fock=rec[RK.F], dtype=self.dtype,
                                **extra)

@@ -39,6 +39,7 @@ from hamnet.metrics import METRIC_UNITS, MetricAccumulator, format_table, guess_
 from hamnet.metrics import molecule_metrics
 from hamnet.molecule import build_mole
 from hamnet.progress import progress_bar
+from hamnet.train.data import record_overlap
 
 __all__ = [
     "EvaluationError",
@@ -86,12 +87,6 @@ def predict_records(model, ds: HamiltonianDataset, indices: Sequence[int], batch
     finally:
         bar.close()
         model.train(was_training)
-
-
-def _overlap(rec: Mapping, basis: str) -> np.ndarray:
-    if rec.get(RK.S) is not None:
-        return np.asarray(rec[RK.S], dtype=np.float64)
-    return build_mole(rec[RK.Z], rec[RK.POS], basis).intor("int1e_ovlp")
 
 
 class _Layouts:
@@ -165,7 +160,7 @@ def score(ds: HamiltonianDataset, predictions: Iterable[tuple[int, np.ndarray]],
             raise EvaluationError(f"record {i}: predicted F contains NaN or inf")
         nocc = rec.get(RK.NOCC)
         nocc = int(nocc) if nocc is not None else int(np.sum(rec[RK.Z])) // 2
-        S, ao_atom = _overlap(rec, basis), layouts.ao_atom(rec[RK.Z])
+        S, ao_atom = record_overlap(rec, basis), layouts.ao_atom(rec[RK.Z])
         m = molecule_metrics(F_pred, F_ref, S, ao_atom, nocc)
         if guess_energy:
             m["guess_energy"] = guess_energy_of(store_scf(ds, rec), F_pred, F_ref)

@@ -85,8 +85,9 @@ class RunResult:
 
 
 class CombinedLoss(torch.nn.Module):
-    """``mae_weight * (L_H + w_T L_T)_mae + mse_weight * (L_H + w_T L_T)_mse``
-    ``+ eig_weight L_eig + density_weight L_P`` (see LossConfig, :mod:`hamnet.spectral`)."""
+    """``mae_weight * L_mae + mse_weight * L_mse + eig_weight L_eig + density_weight L_P``:
+    ``L_kind`` the TraceGrad loss of that kind (:class:`hamnet.loss.HamiltonianLoss`, balanced
+    or fixed), the spectral terms from :mod:`hamnet.spectral` (see LossConfig)."""
 
     def __init__(self, basis: OrbitalBasis, loss_cfg):
         super().__init__()
