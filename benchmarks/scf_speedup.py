@@ -130,9 +130,16 @@ def symmetric_noise(n: int, sigma: float, seed: int = 0) -> np.ndarray:
 
 
 def _timed(mol, guess, name, xc, settings, repeat):
-    """Run ``repeat`` times; keep the first run's cycles/energy and median times."""
-    runs = [run_scf(mol, guess, name=name, xc=xc, **settings)[0] for _ in range(repeat)]
+    """Run ``repeat`` times; keep the first run's cycles/energy and median times.
+
+    Also records ``converged_density_shift``, ``max |P_scf - P_minao|`` of the converged
+    density, the quantity the guard bounds by :data:`hamnet.scf.MAX_DENSITY_SHIFT` (untimed).
+    """
+    done = [run_scf(mol, guess, name=name, xc=xc, **settings) for _ in range(repeat)]
+    runs = [r for r, _ in done]
     rec = runs[0].as_dict()
+    mf = done[0][1]
+    rec["converged_density_shift"] = float(np.max(np.abs(mf.make_rdm1() - mf.get_init_guess(mol, "minao"))))
     for k in ("guess_s", "scf_s", "wall_s"):
         rec[k] = statistics.median(getattr(r, k) for r in runs)
     if len({r.cycles for r in runs}) > 1:  # pragma: no cover - PySCF is deterministic
@@ -257,6 +264,12 @@ def summarize(res: dict) -> dict:
         "worst": _worst(res["molecules"], names[-1]),
         "guard_fallbacks": sum(m.get("guard", {}).get("used") == "minao" for m in mols),
         "guard_s": mean(m.get("guard", {}).get("seconds", 0.0) for m in mols),
+        # the guard's density statistic: converged densities (should stay below the bound)
+        # and the predictions it saw
+        "max_converged_density_shift": max((m["runs"][DEFAULT_GUESS].get("converged_density_shift", float("nan"))
+                                            for m in mols), default=None),
+        "prediction_density_shift": sorted(m["guard"]["density_shift"] for m in mols
+                                           if m.get("guard", {}).get("density_shift") is not None),
         "all_energy_ok": all(m["energy_ok"] for m in mols),
         "all_converged": all(m["converged"] for m in mols),
         "guess_quality": guess_quality(res["molecules"], names[-1]),
@@ -307,6 +320,10 @@ def format_summary(res: dict) -> str:
         out.append(f"guard: fell back to {DEFAULT_GUESS} on {s['guard_fallbacks']} of "
                    f"{s['n_molecules']} molecules; {s['guard_s']:.3f} s per molecule "
                    f"(included in {hamnet}'s wall time)")
+    if s.get("max_converged_density_shift") is not None:
+        shifts = s.get("prediction_density_shift") or []
+        out.append(f"max |P - P_minao|: converged densities {s['max_converged_density_shift']:.3f}"
+                   + (f"; predictions {min(shifts):.3f}-{max(shifts):.3f}" if shifts else ""))
     if s.get("guess_quality", {}).get("n_molecules"):
         out += ["", format_guess_quality(s["guess_quality"])]
     return "\n".join(out)
@@ -338,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-guard", action="store_true",
                    help="with --model: use the prediction even where the guard of "
                         "hamnet.scf.predict_guess would fall back to minao")
+    p.add_argument("--guard", choices=("density", "energy"), default="density",
+                   help="with --model: the guard's mode (hamnet.scf.guard_guess; default density, "
+                        "no Fock build; energy adds three Fock builds)")
+    p.add_argument("--no-guess-metrics", action="store_true",
+                   help="skip the guess-quality metrics; with --xyz this also skips the untimed, "
+                        "tightly converged reference SCF they need (one more SCF per molecule)")
     p.add_argument("--basis", help="PySCF basis for --xyz")
     p.add_argument("--xc", help="functional for --xyz ('HF' for Hartree-Fock)")
     p.add_argument("--charge", type=int, default=0, help="charge for --xyz")
@@ -393,7 +416,7 @@ def main(argv=None, *, model=None) -> int:
     provenance = {**source, "xc": xc, "basis": basis, "guesses": guesses, "hamnet": name,
                   "oracle_noise": args.oracle_noise,
                   "model": None if args.oracle else str(args.model), "repeat": args.repeat,
-                  "guard": not (args.oracle or args.no_guard),
+                  "guard": False if (args.oracle or args.no_guard) else args.guard,
                   **({"average": args.average} if args.average is not None else {}),
                   **settings}
     out = Path(args.out)
@@ -402,10 +425,11 @@ def main(argv=None, *, model=None) -> int:
     for key, mol, fock in tqdm(items, total=n, desc="scf benchmark", unit="mol"):
         if key in res["molecules"]:
             continue
-        if fock is None:  # --xyz: a tightly converged reference, untimed
+        need_ref = args.oracle or not args.no_guess_metrics
+        if fock is None and need_ref:  # --xyz: a tightly converged reference, untimed
             ref_settings = {**settings, "conv_tol": ORACLE_CONV_TOL}
             fock = run_scf(mol, DEFAULT_GUESS, xc=xc, **ref_settings)[1].get_fock()
-        f_ref = np.asarray(fock, dtype=np.float64)
+        f_ref = None if fock is None else np.asarray(fock, dtype=np.float64)
         if args.oracle:
             fock = f_ref
             if args.oracle_noise:
@@ -415,7 +439,8 @@ def main(argv=None, *, model=None) -> int:
         else:
             f_pred = None  # predicted below, untimed
             guard_reports: list = []
-            hamnet_guess = model_guess(model, guard=not args.no_guard, reports=guard_reports)
+            hamnet_guess = model_guess(model, guard=False if args.no_guard else args.guard,
+                                       reports=guard_reports)
         if not warmed:  # first-call costs (library set-up, model warm-up) count for nobody
             run_scf(mol, DEFAULT_GUESS, xc=xc, **{**settings, "max_cycle": 1})
             run_scf(mol, hamnet_guess, xc=xc, **{**settings, "max_cycle": 1})
@@ -428,10 +453,11 @@ def main(argv=None, *, model=None) -> int:
         )
         if not args.oracle and guard_reports:
             res["molecules"][key]["guard"] = asdict(guard_reports[0])
-        if f_pred is None:
-            f_pred = model.predict(mol)
-        res["molecules"][key]["guess_metrics"] = guess_metrics(
-            mol, f_pred, f_ref, res["molecules"][key]["runs"][DEFAULT_GUESS]["e_tot"], xc, settings)
+        if f_ref is not None:
+            if f_pred is None:
+                f_pred = model.predict(mol)
+            res["molecules"][key]["guess_metrics"] = guess_metrics(
+                mol, f_pred, f_ref, res["molecules"][key]["runs"][DEFAULT_GUESS]["e_tot"], xc, settings)
         res["summary"] = summarize(res)
         _write_json_atomic(out, res)
     res["summary"] = summarize(res)

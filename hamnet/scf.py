@@ -41,6 +41,8 @@ __all__ = [
     "check_functional",
     "guard_guess",
     "GuardReport",
+    "GUARD_MODES",
+    "MAX_DENSITY_SHIFT",
     "make_scf",
     "SCFRun",
     "run_scf",
@@ -216,20 +218,27 @@ class GuardReport:
     ----------
     used : {"hamnet", "minao"}
         The guess handed to the SCF.
-    reason : {"energy", "spectrum"}
-        ``"spectrum"``: the predicted matrix has an orbital energy far below the deepest
-        core level of the molecule's atoms, which no real Fock matrix has (a spurious
-        state), so minao was used without any Fock build. ``"energy"``: the two guess
-        energies were compared.
+    reason : {"spectrum", "density", "energy"}
+        The check that decided (:func:`guard_guess`). ``"spectrum"``: the predicted matrix
+        has an orbital energy far below the deepest core level of the molecule's atoms (a
+        spurious state). ``"density"``: the predicted density was compared element by
+        element with minao's (kept if within :data:`MAX_DENSITY_SHIFT`). ``"energy"``
+        (``mode="energy"`` only, after the density check passed): the two guess energies
+        were compared.
+    density_shift : float or None
+        ``max |P_hamnet - P_minao|`` over the AO density matrix elements (electrons);
+        ``None`` when the spectrum check already decided.
     e_hamnet, e_minao : float or None
-        Total energy of the predicted and of PySCF's minao guess density, Hartree (one
-        Fock build each, the SCF's own functional and grid); ``None`` when not computed.
+        ``mode="energy"``: total energy of the predicted guess density and of the density
+        minao's own SCF holds after its first cycle (the occupied orbitals of
+        ``F[P_minao]``), Hartree, the SCF's own functional and grid; ``None`` otherwise.
     seconds : float
         Wall time of the check.
     """
 
     used: str
     reason: str
+    density_shift: Optional[float]
     e_hamnet: Optional[float]
     e_minao: Optional[float]
     seconds: float
@@ -239,6 +248,17 @@ class GuardReport:
 #: Core levels shift by well under 1 Ha between molecules (chemical shifts), and Kohn-Sham
 #: core levels lie above Hartree-Fock ones, so real Fock matrices never come close.
 CORE_MARGIN = 2.0
+
+#: Largest ``max |P - P_minao|`` (AO density matrix elements, electrons) of a density the
+#: guard keeps. Bonding moves a converged density only a little away from the superposition
+#: of atomic densities: 0.51-0.65 for the converged B3LYP/def2-SVP densities of QM9 molecules
+#: and for good predictions, while predictions with spurious low-lying virtual orbitals
+#: (S near-null directions) put 3 to 1000 electrons on single elements
+#: (benchmarks/README.md, "The guard").
+MAX_DENSITY_SHIFT = 1.0
+
+#: Guard modes of :func:`guard_guess` / :func:`predict_guess`.
+GUARD_MODES = ("density", "energy")
 
 
 def _spurious_core_state(mf, fock) -> bool:
@@ -264,41 +284,59 @@ def _spurious_core_state(mf, fock) -> bool:
     return bool(e_min < floor)
 
 
-def guard_guess(mf, dm, fock=None, *, margin: float = 0.0):
+def guard_guess(mf, dm, fock=None, *, mode: str = "density", margin: float = 0.0):
     """Keep the predicted density ``dm`` only if it is not worse than minao's guess.
 
-    Two checks, cheap first:
+    Checks, cheap first; the first that fails hands the SCF PySCF's minao guess:
 
-    1. *Spectrum* (no Fock build; needs the predicted ``fock``): an orbital energy far
+    1. *Spectrum* (needs the predicted ``fock``; no Fock build): an orbital energy far
        below the deepest core level of the molecule's atoms is a spurious state
-       (:func:`_spurious_core_state`); minao is used.
-    2. *Energy* (two Fock builds, about two SCF cycles): the energy of a guess density,
-       ``E[P]``, is the classic guess-quality measure; the SCF minimizes it, and an
-       idempotent ``P`` (the predicted one is) lies above the converged energy. The
-       prediction is kept if ``E[P_hamnet] <= E[P_minao] + margin``.
+       (:func:`_spurious_core_state`).
+    2. *Density* (no Fock build): ``max |P_hamnet - P_minao| <= MAX_DENSITY_SHIFT``. A
+       prediction that is unreliable for this molecule (other sizes or chemistry than the
+       training set) usually has spurious low virtual orbitals along near-null directions
+       of S, whose occupation puts many electrons on single density matrix elements.
+    3. *Energy* (``mode="energy"`` only; three Fock builds, about three SCF cycles): the
+       energy of a guess density is the classic guess-quality measure. The prediction is
+       kept if ``E[P_hamnet] <= E[P_1] + margin``, where ``P_1`` is the density minao's
+       own SCF holds after its first cycle (the occupied orbitals of ``F[P_minao]``). Both
+       are idempotent, so they compare fairly; ``P_minao`` itself is not idempotent, and
+       its energy lies below the converged one (1.2 Ha on a QM9 molecule).
 
-    A prediction that is unreliable for this molecule (other sizes or chemistry than the
-    training set) fails one of them, so the SCF never starts from a worse point than it
-    would without hamnet.
+    ``mode="density"`` (the default of :func:`predict_guess`) costs a fraction of a second.
 
     Returns
     -------
     (dm0, GuardReport)
     """
+    if mode not in GUARD_MODES:
+        raise GuessError(f"guard mode must be one of {', '.join(GUARD_MODES)}, got {mode!r}")
     t0 = time.perf_counter()
-    if fock is not None and _spurious_core_state(mf, fock):
-        dm_minao = mf.get_init_guess(mf.mol, "minao")
-        return dm_minao, GuardReport("minao", "spectrum", None, None, time.perf_counter() - t0)
-    e_pred = float(mf.energy_tot(dm=dm))
     dm_minao = mf.get_init_guess(mf.mol, "minao")
-    e_minao = float(mf.energy_tot(dm=dm_minao))
-    use_pred = bool(np.isfinite(e_pred)) and e_pred <= e_minao + margin
-    report = GuardReport("hamnet" if use_pred else "minao", "energy", e_pred, e_minao,
-                         time.perf_counter() - t0)
-    return (dm if use_pred else dm_minao), report
+
+    def done(use_pred, reason, shift=None, e_pred=None, e_ref=None):
+        rep = GuardReport("hamnet" if use_pred else "minao", reason, shift, e_pred, e_ref,
+                          time.perf_counter() - t0)
+        return (dm if use_pred else dm_minao), rep
+
+    if fock is not None and _spurious_core_state(mf, fock):
+        return done(False, "spectrum")
+    dm_arr = np.asarray(dm)
+    if dm_arr.shape != np.shape(dm_minao):  # e.g. a closed-shell density for a UHF object
+        raise GuessError(f"guess density has shape {dm_arr.shape}, the SCF's minao guess {np.shape(dm_minao)}")
+    shift = float(np.max(np.abs(dm_arr - dm_minao)))
+    if not np.isfinite(shift) or shift > MAX_DENSITY_SHIFT:
+        return done(False, "density", shift)
+    if mode == "density":
+        return done(True, "density", shift)
+    e_pred = float(mf.energy_tot(dm=dm))
+    dm_first = guess_dm(mf, mf.get_fock(dm=dm_minao))
+    e_ref = float(mf.energy_tot(dm=dm_first))
+    use_pred = bool(np.isfinite(e_pred)) and e_pred <= e_ref + margin
+    return done(use_pred, "energy", shift, e_pred, e_ref)
 
 
-def predict_guess(mf, model=None, *, guard: bool = True, sym_tol: float = 1e-6, report=None):
+def predict_guess(mf, model=None, *, guard=True, sym_tol: float = 1e-6, report=None):
     """Predict the Fock matrix of ``mf.mol`` and return the guess density.
 
     Parameters
@@ -307,9 +345,11 @@ def predict_guess(mf, model=None, *, guard: bool = True, sym_tol: float = 1e-6, 
     model : model, str or None
         A hamnet model, a model file or shipped-model name, or ``None``: the shipped
         model for the molecule's basis and elements (:func:`hamnet.pretrained.default_model`).
-    guard : bool
-        Check the predicted density against PySCF's minao guess by energy and fall back
-        to minao when it is worse (:func:`guard_guess`; on by default).
+    guard : bool or {"density", "energy"}
+        Fall back to PySCF's minao guess when the prediction is unreliable
+        (:func:`guard_guess`). ``True`` (default) is ``"density"``: a spectrum and a
+        density check, no Fock build. ``"energy"`` adds the comparison of guess energies
+        (three Fock builds). ``False`` uses the prediction as it is.
     report : list, optional
         If given, the :class:`GuardReport` is appended to it.
 
@@ -317,6 +357,7 @@ def predict_guess(mf, model=None, *, guard: bool = True, sym_tol: float = 1e-6, 
     otherwise) and warns once if the functionals differ. Use as
     ``mf.kernel(dm0=predict_guess(mf))``. See :func:`guess_dm` for the result.
     """
+    mode = _guard_mode(guard)
     if model is None:
         from hamnet.pretrained import default_model
 
@@ -329,14 +370,25 @@ def predict_guess(mf, model=None, *, guard: bool = True, sym_tol: float = 1e-6, 
     check_functional(mf, getattr(model, "xc", None))
     fock = model.predict(mf.mol)
     dm = guess_dm(mf, fock, sym_tol=sym_tol)
-    if guard:
-        dm, rep = guard_guess(mf, dm, fock)
+    if mode is not None:
+        dm, rep = guard_guess(mf, dm, fock, mode=mode)
         if report is not None:
             report.append(rep)
     return dm
 
 
-def model_guess(model, *, name: str = "hamnet", guard: bool = True, reports=None) -> Callable:
+def _guard_mode(guard) -> Optional[str]:
+    """``predict_guess``'s ``guard`` argument as a mode of :func:`guard_guess` (None: off)."""
+    if guard is True:
+        return "density"
+    if guard is False or guard is None:
+        return None
+    if isinstance(guard, str) and guard in GUARD_MODES:
+        return guard
+    raise GuessError(f"guard must be True, False or one of {', '.join(GUARD_MODES)}, got {guard!r}")
+
+
+def model_guess(model, *, name: str = "hamnet", guard=True, reports=None) -> Callable:
     """``guess(mf) -> dm0`` that predicts with ``model`` (for :func:`run_scf`).
 
     ``guard`` and ``reports`` (a list collecting :class:`GuardReport`) as in

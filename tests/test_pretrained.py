@@ -13,7 +13,7 @@ from pyscf import dft, gto, scf
 import hamnet
 from hamnet import pretrained
 from hamnet.errors import HamnetError
-from hamnet.scf import FunctionalMismatchWarning, guard_guess, guess_dm, predict_guess
+from hamnet.scf import FunctionalMismatchWarning, GuessError, guard_guess, guess_dm, predict_guess
 
 WATER = "O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692"
 
@@ -73,25 +73,58 @@ def _converged(mol):
     return mf
 
 
-def test_guard_keeps_a_good_guess_and_rejects_a_bad_one():
+def test_guard_keeps_a_good_guess_and_rejects_a_bad_one(monkeypatch):
+    """Default mode: spectrum and density checks, no Fock build; bad guesses fall back."""
+    from hamnet.scf import MAX_DENSITY_SHIFT
+
     mol = gto.M(atom=WATER, basis="def2-svp", verbose=0)
     ref = _converged(mol)
     mf = scf.RHF(mol)
+    monkeypatch.setattr(mf, "energy_tot", lambda *a, **k: pytest.fail("no Fock build"))
+    monkeypatch.setattr(mf, "get_fock", lambda *a, **k: pytest.fail("no Fock build"))
     good = guess_dm(mf, ref.get_fock())
-    dm, rep = guard_guess(mf, good, ref.get_fock())  # passes the spectrum check too
-    assert rep.used == "hamnet" and rep.reason == "energy" and dm is good
-    assert abs(rep.e_hamnet - ref.e_tot) < 1e-8 < rep.e_minao - rep.e_hamnet
-    np.testing.assert_allclose(rep.e_minao, mf.energy_tot(mf.get_init_guess(mol, "minao")))
-    # a scrambled Fock matrix: a valid but poor density, whose energy is far above minao's
+    dm, rep = guard_guess(mf, good, ref.get_fock())
+    assert rep.used == "hamnet" and rep.reason == "density" and dm is good
+    minao = mf.get_init_guess(mol, "minao")
+    assert rep.density_shift == pytest.approx(np.abs(good - minao).max(), abs=1e-12)
+    assert 0.05 < rep.density_shift < MAX_DENSITY_SHIFT  # the converged density is near minao's
+    assert rep.e_hamnet is None and rep.e_minao is None
+    # a scrambled Fock matrix: a valid idempotent density, far from any molecule's
     rng = np.random.default_rng(0)
     noise = rng.normal(size=ref.get_fock().shape)
     bad = guess_dm(mf, ref.get_fock() + (noise + noise.T))
     dm, rep = guard_guess(mf, bad)
-    assert rep.used == "minao" and rep.reason == "energy" and rep.e_hamnet > rep.e_minao
-    np.testing.assert_allclose(dm, mf.get_init_guess(mol, "minao"))
+    assert rep.used == "minao" and rep.reason == "density" and rep.density_shift > MAX_DENSITY_SHIFT
+    np.testing.assert_allclose(dm, minao)
     # both SCFs converge to the same energy
     e_bad = scf.RHF(mol).set(conv_tol=1e-11).kernel(dm0=dm)
     assert abs(e_bad - ref.e_tot) < 1e-7
+    with pytest.raises(GuessError, match="guard mode"):
+        guard_guess(mf, good, mode="cheap")
+    with pytest.raises(GuessError, match="guard must be"):
+        predict_guess(mf, object(), guard="yes")
+
+
+def test_guard_energy_mode_compares_with_minao_after_one_cycle():
+    """mode="energy": E[P_hamnet] against E[P_1], P_1 the density of minao's first cycle."""
+    mol = gto.M(atom=WATER, basis="def2-svp", verbose=0)
+    ref = _converged(mol)
+    mf = scf.RHF(mol)
+    minao = mf.get_init_guess(mol, "minao")
+    p1 = guess_dm(mf, mf.get_fock(dm=minao))
+    e1 = mf.energy_tot(dm=p1)
+    good = guess_dm(mf, ref.get_fock())
+    dm, rep = guard_guess(mf, good, ref.get_fock(), mode="energy")
+    assert rep.used == "hamnet" and rep.reason == "energy" and dm is good
+    assert abs(rep.e_hamnet - ref.e_tot) < 1e-8
+    assert rep.e_minao == pytest.approx(e1, abs=1e-10) and rep.e_minao > ref.e_tot
+    np.testing.assert_allclose(np.einsum("ij,ji->", p1, mf.get_ovlp()), mol.nelectron, atol=1e-10)
+    # a guess that passes the density check but is worse than minao's first cycle
+    huckel = mf.get_init_guess(mol, "huckel")
+    assert mf.energy_tot(dm=huckel) > e1
+    dm, rep = guard_guess(mf, huckel, mode="energy")
+    assert rep.reason == "energy" and rep.used == "minao" and rep.e_hamnet > rep.e_minao
+    np.testing.assert_allclose(dm, minao)
 
 
 def test_the_shipped_index_matches_the_shipped_files():
@@ -157,12 +190,13 @@ def test_guard_spectrum_check_needs_no_fock_build(monkeypatch):
         assert mf.mo_energy[0] > o_1s - CORE_MARGIN + 1  # real HF and DFT matrices lie far above
         fresh = mf.__class__(mol) if not hasattr(mf, "xc") else dft.RKS(mol, xc=mf.xc)
         dm, rep = guard_guess(fresh, guess_dm(fresh, mf.get_fock()), mf.get_fock())
-        assert rep.used == "hamnet" and rep.reason == "energy"
+        assert rep.used == "hamnet" and rep.reason == "density"
     fock = mf.get_fock()
     spurious = fock.copy()
     spurious[5, 5] = o_1s - CORE_MARGIN - 5.0  # one AO pushed to a spurious deep state
     fresh = scf.RHF(mol)
     monkeypatch.setattr(fresh, "energy_tot", lambda *a, **k: pytest.fail("no Fock build"))
     dm, rep = guard_guess(fresh, guess_dm(fresh, spurious), spurious)
-    assert (rep.used, rep.reason, rep.e_hamnet, rep.e_minao) == ("minao", "spectrum", None, None)
+    assert (rep.used, rep.reason, rep.density_shift, rep.e_hamnet, rep.e_minao) == (
+        "minao", "spectrum", None, None, None)
     np.testing.assert_allclose(dm, fresh.get_init_guess(mol, "minao"))

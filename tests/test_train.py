@@ -228,3 +228,32 @@ def test_spectral_losses_train_without_nan(tmp_path):
             assert math.isfinite(float(r[k])), k
     assert float(rows[-1]["train_loss_density"]) < float(rows[0]["train_loss_density"])
     assert float(rows[-1]["train_loss_eig"]) < float(rows[0]["train_loss_eig"])
+
+
+def test_init_from_fine_tunes_from_a_trained_model(store, tmp_path):
+    """model.init_from: a fresh run starts from another run's weights (WA-style fine-tuning)."""
+    from hamnet.errors import ConfigError
+    from hamnet.model import load_model
+    from hamnet.train.loop import run
+
+    first = run(tiny_config(store, limits={"max_steps": 6}), tmp_path / "a", progress=False,
+                evaluate_test=False)
+    src = tmp_path / "a" / "last.pt"
+    start = {k: v.clone() for k, v in load_model(src).state_dict().items()}
+    # zero steps: the fine-tuning run's model is exactly the source model
+    res = run(tiny_config(store, model={"init_from": str(src)}, limits={"max_steps": 0}),
+              tmp_path / "b", progress=False, evaluate_test=False)
+    got = res.model.state_dict()
+    assert all(torch.equal(got[k].cpu(), v) for k, v in start.items())
+    # training moves away from it, with the spectral terms switched on
+    res = run(tiny_config(store, model={"init_from": str(src)}, limits={"max_steps": 2},
+                          loss={"density_weight": 1.0}), tmp_path / "c", progress=False,
+              evaluate_test=False)
+    assert any(not torch.equal(res.model.state_dict()[k].cpu(), v) for k, v in start.items())
+    del first
+    with pytest.raises(ConfigError, match="model.init_from"):
+        run(tiny_config(store, model={"init_from": str(tmp_path / "missing.pt")}), tmp_path / "d",
+            progress=False)
+    with pytest.raises(ConfigError, match="model.init_from: .* does not fit"):
+        run(tiny_config(store, model={"init_from": str(src), "num_channels": 3}), tmp_path / "e",
+            progress=False)

@@ -27,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-guard", action="store_true",
-        help="use the prediction even when its energy is above minao's (default: fall back)",
+        help="use the prediction even where the guard would fall back to minao",
+    )
+    parser.add_argument(
+        "--guard", choices=("density", "energy"), default="density",
+        help="guard mode (hamnet.scf.guard_guess): density (default; spectrum and density "
+        "checks, no Fock build) or energy (also compares guess energies; three Fock builds)",
     )
     parser.add_argument(
         "--xc", default=None,
@@ -75,7 +80,8 @@ def compare(mol, model, *, xc=None, guard=True, **settings):
     Returns ``(hamnet_run, minao_run, guard_report)``: two :class:`hamnet.scf.SCFRun`
     and the :class:`hamnet.scf.GuardReport` (``None`` without ``guard``); ``settings``
     go to :func:`hamnet.scf.make_scf` (``conv_tol``, ``max_cycle``, ``grid_level``).
-    The guard's two Fock builds count in the hamnet run's guess time.
+    The guard's cost (three Fock builds with ``guard="energy"``) counts in the hamnet run's
+    guess time.
     """
     from hamnet.scf import model_guess, run_scf
 
@@ -104,7 +110,7 @@ def format_report(runs, e_diff: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hamnet.scf import make_scf, read_mole, scf_functional
+    from hamnet.scf import MAX_DENSITY_SHIFT, make_scf, read_mole, scf_functional
 
     model, molecule = _model_for(args)
     xc = args.xc if args.xc is not None else getattr(model, "xc", None)
@@ -118,14 +124,20 @@ def run(args: argparse.Namespace) -> int:
         f"conv_tol {args.conv_tol:.0e} Ha; model {args.model or 'shipped ' + model.shipped_name}",
         flush=True,
     )
-    hamnet_run, minao_run, guard = compare(mol, model, xc=xc, guard=not args.no_guard, **settings)
+    hamnet_run, minao_run, guard = compare(mol, model, xc=xc, guard=False if args.no_guard else args.guard,
+                                         **settings)
     e_diff = hamnet_run.e_tot - minao_run.e_tot
     print(format_report([hamnet_run, minao_run], e_diff))
     if guard is not None:
         kept = "kept the prediction" if guard.used == "hamnet" else "fell back to minao"
-        why = ("a predicted orbital energy lies far below every atom's core levels"
-               if guard.reason == "spectrum" else
-               f"E[hamnet guess] - E[minao guess] = {guard.e_hamnet - guard.e_minao:+.4f} Ha")
+        if guard.reason == "spectrum":
+            why = "a predicted orbital energy lies far below every atom's core levels"
+        elif guard.reason == "density":
+            why = (f"max |P_hamnet - P_minao| = {guard.density_shift:.3f} electrons "
+                   f"({'<=' if guard.used == 'hamnet' else '>'} {MAX_DENSITY_SHIFT})")
+        else:
+            why = (f"E[hamnet guess] - E[minao after one cycle] = "
+                   f"{guard.e_hamnet - guard.e_minao:+.4f} Ha")
         print(f"guard: {why}, {kept} ({guard.seconds:.3f} s, included in the hamnet guess time)")
     ok = hamnet_run.converged and minao_run.converged
     if not ok:

@@ -15,6 +15,7 @@ built-in default job, a small water replica trained for a few minutes on a CPU):
     model:                          # basis and xc come from the store
       elements: auto                # or a list of symbols; auto = elements of the store
       fit_reference: true           # per-element diagonal reference from training data
+      init_from: null               # fine-tune: start from this model's weights (same architecture)
       tracegrad: true               # ... backbone and its hyperparameters (hamnet.nn.config)
     loss: {mae_weight: 1.0, mse_weight: 1.0,
            trace_mode: balanced,        # (1-lam) L_H + lam sg(L_H/L_T) L_T; or fixed: L_H + trace_weight L_T
@@ -260,7 +261,7 @@ class AugmentConfig(StrictModel):
 
 _SECTIONS = ("data", "split", "model", "loss", "augment", "optim", "schedule", "limits", "eval")
 #: Keys of the ``model`` section that are not hyperparameters of the backbone.
-_MODEL_EXTRA = {"elements": "auto", "fit_reference": True}
+_MODEL_EXTRA = {"elements": "auto", "fit_reference": True, "init_from": None}
 
 
 class TrainConfig(StrictModel):
@@ -331,9 +332,11 @@ def _resolve_model(model: Any) -> dict:
         raise invalid("elements", f"must be 'auto' or a list of element symbols, got {el!r}")
     if not isinstance(out["fit_reference"], bool):
         raise invalid("fit_reference", f"must be true or false, got {out['fit_reference']!r}")
+    if out["init_from"] is not None and not (isinstance(out["init_from"], str) and out["init_from"]):
+        raise invalid("init_from", f"must be a model file, checkpoint or shipped-model name, got {out['init_from']!r}")
     hyper = {k: v for k, v in out.items() if k not in _MODEL_EXTRA}
     resolved = model_config(hyper, "model", extra_keys=tuple(_MODEL_EXTRA)).to_dict()
-    return {"elements": el, "fit_reference": out["fit_reference"], **resolved}
+    return {"elements": el, "fit_reference": out["fit_reference"], "init_from": out["init_from"], **resolved}
 
 
 # ---- entry points -----------------------------------------------------------------------------

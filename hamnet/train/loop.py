@@ -45,6 +45,7 @@ from hamnet.atomic import atomic_write, atomic_write_text
 from hamnet.basis import OrbitalBasis
 from hamnet.data import record_keys as RK
 from hamnet.data.splits import SPLIT_FILE, write_run_split
+from hamnet.errors import HamnetError
 from hamnet.graph import collate, to_device
 from hamnet.loss import HamiltonianLoss
 from hamnet.metrics import EVAL_ONLY, METRIC_UNITS, format_table
@@ -293,6 +294,16 @@ def run(config: Union[TrainConfig, dict, str, None] = None, run_dir=None, *, pro
         D.shutdown_distributed(env)
 
 
+def _init_model(source: str):
+    """The model ``model.init_from`` names (file, checkpoint or shipped name), or a clear error."""
+    from hamnet.model import load_model
+
+    try:
+        return load_model(source)
+    except HamnetError as exc:
+        raise ConfigError(f"model.init_from: {exc}") from exc
+
+
 class _Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, env: D.DistEnv, resume: Optional[dict], progress: bool):
         self.cfg, self.run_dir, self.env, self.progress = cfg, run_dir, env, progress
@@ -313,8 +324,13 @@ class _Trainer:
             write_run_split(run_dir, self.ds.path, self.split_name,
                             {"train": self.train_idx, "val": val_idx, "test": self.parts[cfg.split.test]})
         self.val_idx = val_idx[: cfg.eval.max_val] if cfg.eval.max_val else val_idx
+        init = None
+        if resume is None and cfg.model["init_from"] is not None:
+            init = _init_model(cfg.model["init_from"])
         if resume is not None:
             elements = resume["elements"]
+        elif init is not None:
+            elements = list(init.basis.elements)
         elif cfg.model["elements"] == "auto":
             elements = store_elements(self.ds)
         else:
@@ -326,9 +342,17 @@ class _Trainer:
                                  dtype=self.dtype, **{k: v for k, v in cfg.model_hyperparameters().items()
                                                       if k != "tracegrad"})
         check_compatible(self.model.basis.basis, self.model.xc, self.ds)
+        if init is not None:
+            check_compatible(init.basis.basis, init.xc, self.ds)
+            try:
+                self.model.load_state_dict(init.state_dict(), strict=True)
+            except RuntimeError as exc:
+                raise ConfigError(f"model.init_from: {cfg.model['init_from']} does not fit the configured "
+                                  f"model (give the same backbone and hyperparameters): {exc}") from exc
+            log.info("fine-tuning from %s", cfg.model["init_from"])
         self.train_set = GraphDataset(self.ds, self.train_idx, basis, self.dtype, cfg.data.cache,
                                       spectral=cfg.loss.spectral)
-        if resume is None and cfg.model["fit_reference"]:
+        if resume is None and init is None and cfg.model["fit_reference"]:
             n = min(len(self.train_set), FIT_REFERENCE_MAX)
             self.model.fit_reference(self.train_set[k] for k in range(n))
         self.model.to(env.device)
