@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 import pytest
 import torch
 from pyscf import dft, scf
@@ -434,3 +435,29 @@ def test_benchmark_guess_quality_correlations(bench, tmp_path):
     assert r["pearson"] == pytest.approx(stats.pearsonr([0.1, 0.3, 0.25, 0.9], [3, 5, 4, 9])[0])
     assert r["spearman"] == pytest.approx(1.0) and r["mean"] == pytest.approx(0.3875 * 1e3)
     assert "Spearman rho" in bench.format_guess_quality(q)
+
+
+def test_guard_density_benchmark_reports_the_converged_shift(store, tmp_path, capsys):
+    """benchmarks/guard_density.py: max |P - P_minao| of the stored converged F, by hand."""
+    from hamnet.data import open_dataset
+    from hamnet.data import record_keys as RK
+    from hamnet.scf import guess_dm, make_scf
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "guard_density.py"
+    spec = importlib.util.spec_from_file_location("guard_density", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "rows.json"
+    assert mod.main(["--data", str(store), "--split", "tiny", "--part", "test", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    ds = open_dataset(store)
+    assert [r["record"] for r in rows] == ds.split("tiny", "test")
+    for r in rows:
+        rec = ds[r["record"]]
+        mol = build_mole(rec[RK.Z], rec[RK.POS], "sto-3g")
+        mf = make_scf(mol, "HF")
+        shift = np.abs(guess_dm(mf, rec[RK.F]) - mf.get_init_guess(mol, "minao")).max()
+        assert r["converged"]["shift"] == pytest.approx(shift, abs=1e-10)
+        e = scipy.linalg.eigh(rec[RK.F], mol.intor("int1e_ovlp"), eigvals_only=True)
+        assert r["converged"]["gap"] == pytest.approx(e[5] - e[4], abs=1e-10)  # water: 5 occupied
+    assert "kept by the guard 2 of 2" in capsys.readouterr().out
