@@ -33,7 +33,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
         ({"split": {"train": "training"}}, r"split.train: 'training' is not allowed; allowed values: train, val, test"),
         ({"split": {"fractions": [0.9, 0.2]}}, r"split.fractions must be \[f_train, f_val\]"),
         ({"limits": {"max_steps": None, "max_minutes": None}}, r"limits: set max_steps, max_minutes, or both"),
-        ({"model": {"num_chanels": 4}}, r"unknown key 'model.num_chanels'; allowed keys in model: elements, fit_reference, backbone"),
+        ({"model": {"num_chanels": 4}}, r"unknown key 'model.num_chanels'; allowed keys in model: elements, fit_reference, init_from, backbone"),
         ({"model": {"num_layers": 0}}, r"model.num_layers must be >= 1, got 0"),
         ({"model": {"backbone": "pet", "num_channels": 4}}, r"model.num_channels is a hyperparameter of another backbone"),
         ({"model": {"backbone": "mace"}}, r"model.backbone: 'mace' is not allowed; allowed values: equivariant, pet"),
