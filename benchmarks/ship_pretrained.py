@@ -84,6 +84,16 @@ def main(argv=None) -> int:
         else f"labeled by `hamnet data make qh9-stable --n {source['n']}`: the first {source['n']} "
         "of the recipe's stratified priority order")
     command = args.command or f"hamnet train benchmarks/configs/qm9-pretrained.yaml --set data.path={cfg['data']['path']}"
+    loss = cfg.get("loss", {})
+    density_line = (f"; density-matrix MAE {m['density_mae']:.0f} x 1e-6" if "density_mae" in m else "")
+    training = (f"Loss: MAE + MSE of the blocks"
+                + (f", + {loss['eig_weight']:g} x occupied orbital-energy MAE (Ha)"
+                   f"{'' if not loss.get('eig_virtual') else ' with ' + str(loss['eig_virtual']) + ' virtual'}"
+                   if loss.get("eig_weight") else "")
+                + (f", + {loss['density_weight']:g} x occupied-subspace projector loss" if loss.get("density_weight") else "")
+                + (f"; fine-tuned from `{Path(cfg['model']['init_from']).name}` of an H-only run"
+                   if cfg["model"].get("init_from") else "")
+                + f"; best.pt selected by validation `{cfg.get('eval', {}).get('metric', 'H_mae')}`.")
     card = f"""# {args.name}: B3LYP(VWN5)/def2-SVP Fock matrices of small organic molecules (H, C, N, O, F)
 
 An equivariant hamnet model (backbone `{cfg['model'].get('backbone', 'equivariant')}`,
@@ -107,18 +117,20 @@ With today's PySCF `xc="b3lyp"` (VWN-RPA) the model still gives a valid guess; h
 ## Measured (test part, never trained on)
 - MAE of H: {m['H_mae']:.0f} µHa (diagonal blocks {m['H_diag_mae']:.0f}, off-diagonal {m['H_offdiag_mae']:.0f});
   MAE of occupied orbital energies: {m['eps_occ_mae']:.0f} µHa; HOMO {m['homo_mae']:.0f},
-  LUMO {m['lumo_mae']:.0f}, gap {m['gap_mae']:.0f} µHa; occupied-orbital similarity psi: {m['psi_cos']:.2f} %
+  LUMO {m['lumo_mae']:.0f}, gap {m['gap_mae']:.0f} µHa; occupied-orbital similarity psi: {m['psi_cos']:.2f} %{density_line}
   ({ev['n_molecules']} test molecules; `hamnet eval RUN --split random/test`).
 
 ## SCF
 {chr(10).join(scf) if scf else '- not measured'}
 {(chr(10) + args.remark + chr(10)) if args.remark else ''}
-The guard of `hamnet.scf.predict_guess` (on by default) starts the SCF from PySCF's minao
-guess instead of the prediction when the predicted matrix has an orbital far below every
-atom's core level (a spurious state; no Fock build), or else when the energy of the
-predicted guess density is above minao's (two Fock builds).
+The guard of `hamnet.scf.predict_guess` (on by default, no Fock build) starts the SCF from
+PySCF's minao guess instead of the prediction when the predicted matrix has an orbital far
+below every atom's core level (a spurious state), or when the predicted density differs
+from minao's by more than `hamnet.scf.MAX_DENSITY_SHIFT` (1 electron) in any
+density-matrix element. `guard="energy"` also compares guess energies (three Fock builds).
 
 ## Training command
+{training}
 ```bash
 {command}
 ```
