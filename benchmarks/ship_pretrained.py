@@ -86,14 +86,16 @@ def main(argv=None) -> int:
     command = args.command or f"hamnet train benchmarks/configs/qm9-pretrained.yaml --set data.path={cfg['data']['path']}"
     loss = cfg.get("loss", {})
     density_line = (f"; density-matrix MAE {m['density_mae']:.0f} x 1e-6" if "density_mae" in m else "")
-    training = (f"Loss: MAE + MSE of the blocks"
-                + (f", + {loss['eig_weight']:g} x occupied orbital-energy MAE (Ha)"
-                   f"{'' if not loss.get('eig_virtual') else ' with ' + str(loss['eig_virtual']) + ' virtual'}"
-                   if loss.get("eig_weight") else "")
-                + (f", + {loss['density_weight']:g} x occupied-subspace projector loss" if loss.get("density_weight") else "")
-                + (f"; fine-tuned from `{Path(cfg['model']['init_from']).name}` of an H-only run"
-                   if cfg["model"].get("init_from") else "")
-                + f"; best.pt selected by validation `{cfg.get('eval', {}).get('metric', 'H_mae')}`.")
+    terms = ["MAE + MSE of the blocks"]
+    if loss.get("eig_weight"):
+        virtual = f" with {loss['eig_virtual']} virtual" if loss.get("eig_virtual") else ""
+        terms.append(f"{loss['eig_weight']:g} x occupied orbital-energy MAE (Ha){virtual}")
+    if loss.get("density_weight"):
+        terms.append(f"{loss['density_weight']:g} x occupied-subspace projector loss")
+    training = "Loss: " + ", + ".join(terms)
+    if cfg["model"].get("init_from"):
+        training += f"; fine-tuned from `{Path(cfg['model']['init_from']).name}` of an H-only run"
+    training += f"; best.pt selected by validation `{cfg.get('eval', {}).get('metric', 'H_mae')}`."
     card = f"""# {args.name}: B3LYP(VWN5)/def2-SVP Fock matrices of small organic molecules (H, C, N, O, F)
 
 An equivariant hamnet model (backbone `{cfg['model'].get('backbone', 'equivariant')}`,

@@ -339,6 +339,9 @@ def test_benchmark_oracle_and_resume(bench, tmp_path, monkeypatch, capsys):
     assert c["oracle"] <= 2
     assert m["achieved"]["1e"] == pytest.approx(c["oracle"] / c["1e"])
     assert m["optimal"]["minao"] == pytest.approx(1 / c["minao"])
+    # the guard's statistic of the converged density, by hand (SCFs at 1e-9 and 1e-12 agree to 1e-4)
+    shift = np.abs(ref.make_rdm1() - ref.get_init_guess(ref.mol, "minao")).max()
+    assert m["converged_density_shift"] == pytest.approx(shift, abs=1e-4)
     assert m["energy_ok"] and res["summary"]["all_energy_ok"]
     assert "achieved = cycles(oracle)/cycles(baseline)" in capsys.readouterr().out
     # Resume: the finished molecule is not run again, the new one is added once.

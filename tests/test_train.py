@@ -236,8 +236,7 @@ def test_init_from_fine_tunes_from_a_trained_model(store, tmp_path):
     from hamnet.model import load_model
     from hamnet.train.loop import run
 
-    first = run(tiny_config(store, limits={"max_steps": 6}), tmp_path / "a", progress=False,
-                evaluate_test=False)
+    run(tiny_config(store, limits={"max_steps": 6}), tmp_path / "a", progress=False, evaluate_test=False)
     src = tmp_path / "a" / "last.pt"
     start = {k: v.clone() for k, v in load_model(src).state_dict().items()}
     # zero steps: the fine-tuning run's model is exactly the source model
@@ -250,7 +249,6 @@ def test_init_from_fine_tunes_from_a_trained_model(store, tmp_path):
                           loss={"density_weight": 1.0}), tmp_path / "c", progress=False,
               evaluate_test=False)
     assert any(not torch.equal(res.model.state_dict()[k].cpu(), v) for k, v in start.items())
-    del first
     with pytest.raises(ConfigError, match="model.init_from"):
         run(tiny_config(store, model={"init_from": str(tmp_path / "missing.pt")}), tmp_path / "d",
             progress=False)
