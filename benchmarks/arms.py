@@ -1,8 +1,9 @@
 """Side-by-side, equal-wall-time comparisons of training configurations ("arms"), several seeds.
 
 Each ``--arm NAME "KEY=VALUE ..."`` is a set of ``hamnet train --set`` overrides (values
-are YAML; split with shlex, so quoting works). Every arm trains once per ``--seeds``
-seed in ``OUT/ARM/seed{S}`` with::
+are YAML; split with shlex, so quoting works; ``{seed}`` in a value is replaced by the
+run's seed, e.g. ``model.init_from=runs/base/off/seed{seed}/best.pt``). Every arm trains
+once per ``--seeds`` seed in ``OUT/ARM/seed{S}`` with::
 
     python -m hamnet.cli train CONFIG --run-dir OUT/ARM/seedS --set seed=S \\
         --set limits.max_minutes=M --set limits.max_steps=null [global --set] [arm overrides] --quiet
@@ -61,6 +62,7 @@ ARMS_FILE, SUMMARY_JSON, SUMMARY_MD, CURVES_PNG = "arms.json", "summary.json", "
 DONE_FILE, LOG_FILE, SCF_FILE, SCF_LOG = "eval_test.json", "stdout.log", "scf_test.json", "scf_stdout.log"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 PROGRESS_EVERY = 30.0  # seconds between progress lines
+SEED_FIELD = "{seed}"  # in an override value: the run's seed
 ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a directory name
 # (summary key, markdown header) of the main table, in order; the diag_* and SCF columns follow
 TABLE = (("params", "params"), ("steps", "steps"), ("structures_per_s", "structures/s"),
@@ -122,30 +124,49 @@ def run_dir(out: Path, arm: str, seed: int) -> Path:
     return Path(out) / arm / f"seed{seed}"
 
 
+def with_seed(items, seed: int) -> list:
+    """``items`` with every ``{seed}`` replaced by the run's seed, so that one arm can start
+    each seed from its own model: ``model.init_from=runs/base/off/seed{seed}/best.pt``."""
+    return [item.replace(SEED_FIELD, str(seed)) for item in items]
+
+
 def train_command(config, out: Path, arm: str, seed: int, overrides: list, limits: list) -> list:
-    """The ``hamnet train`` argv of one run: seed, limits, then the global and the arm's overrides."""
+    """The ``hamnet train`` argv of one run: seed, limits, then the global and the arm's
+    overrides (``{seed}`` in them replaced by the seed)."""
     cmd = [sys.executable, "-m", "hamnet.cli", "train", str(config), "--run-dir", str(run_dir(out, arm, seed))]
-    for item in [f"seed={seed}", *limits, *overrides]:
+    for item in [f"seed={seed}", *limits, *with_seed(overrides, seed)]:
         cmd += ["--set", item]
     return cmd + ["--quiet"]
 
 
-def check_configs(config, arms: dict, global_sets: list, limits: list) -> dict:
-    """``{arm: TrainConfig}`` as ``hamnet train`` will build it (seed 0): a typo fails now,
-    not after the other runs trained for an hour."""
+def check_configs(config, arms: dict, global_sets: list, limits: list, seeds=(0,)) -> dict:
+    """``{arm: TrainConfig}`` as ``hamnet train`` will build it for every seed (the first
+    seed's is returned): a typo, or a ``{seed}`` file that does not exist, fails now, not
+    after the other runs trained for an hour."""
     from hamnet.commands.train import build_config
     from hamnet.errors import HamnetError
 
     cfgs = {}
     for name, items in arms.items():
-        ns = argparse.Namespace(config=str(config), data=None, max_minutes=None, max_steps=None,
-                                overrides=["seed=0", *limits, *global_sets, *items])
-        try:
-            cfgs[name] = build_config(ns)
-        except (HamnetError, ValueError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArmsError(f"arm {name}: {first}") from None
+        for seed in seeds:
+            sets = with_seed([*global_sets, *items], seed)
+            ns = argparse.Namespace(config=str(config), data=None, max_minutes=None, max_steps=None,
+                                    overrides=[f"seed={seed}", *limits, *sets])
+            try:
+                cfg = build_config(ns)
+                init = _model_field(cfg, "init_from")
+                if init and (init.endswith(".pt") or os.sep in init) and not Path(init).exists():
+                    raise ArmsError(f"model.init_from: no file at {init} (seed {seed})")
+            except (HamnetError, ValueError, OSError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ArmsError(f"arm {name}: {first}") from None
+            cfgs.setdefault(name, cfg)
     return cfgs
+
+
+def _model_field(cfg, key: str):
+    model = cfg.model
+    return model.get(key) if isinstance(model, dict) else getattr(model, key, None)
 
 
 def prepare_stores(cfgs: dict) -> None:
@@ -595,7 +616,7 @@ def main(argv=None) -> int:
         if len(set(args.seeds)) != len(args.seeds):
             raise ArmsError(f"--seeds {' '.join(map(str, args.seeds))}: a seed given twice")
         limits = limit_overrides(args.minutes, args.steps)
-        cfgs = check_configs(args.config, arms, global_sets, limits)
+        cfgs = check_configs(args.config, arms, global_sets, limits, args.seeds)
     except ArmsError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     seeds = list(args.seeds)

@@ -155,3 +155,23 @@ def test_dry_run_prints_the_commands_and_writes_nothing(arms, config_file, tmp_p
     assert ("--set seed=1 --set limits.max_minutes=2.0 --set limits.max_steps=null --set optim.lr=0.001 "
             "--set model.tracegrad=true --quiet") in lines[1]
     assert not out.exists()
+
+
+def test_seed_field_gives_each_seed_its_own_init_model(arms, config_file, tmp_path, capsys):
+    """``{seed}`` in an override is the run's seed (one fine-tune per seed's base model), and a
+    base file that does not exist for one seed is a one-line error before anything runs."""
+    base = tmp_path / "base"
+    for seed in (0, 1):
+        (base / f"seed{seed}").mkdir(parents=True)
+        (base / f"seed{seed}" / "best.pt").write_bytes(b"x")
+    argv = [str(config_file), "--out", str(tmp_path / "o"), "--steps", "3", "--seeds", "0", "1",
+            "--arm", "ft", f"model.init_from={base}/seed{{seed}}/best.pt", "--dry-run"]
+    assert arms.main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert f"--set model.init_from={base}/seed0/best.pt" in lines[0]
+    assert f"--set model.init_from={base}/seed1/best.pt" in lines[1] and "{seed}" not in lines[1]
+    with pytest.raises(SystemExit) as exc:
+        arms.main([*argv[:6], "0", "1", "2", *argv[8:]])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"model.init_from: no file at {base}/seed2/best.pt (seed 2)" in err
