@@ -30,6 +30,8 @@ the first molecule, one untimed single-cycle run of each kind warms up the libra
 
 Results go to ``--out`` (JSON), rewritten atomically after each molecule; running the
 same command again skips the molecules already there, so an interrupted run resumes.
+``--merge A.json B.json --out C.json`` joins runs of one benchmark (equal settings) over
+other molecules, e.g. a set measured in two sessions, and summarizes them together.
 At the end a chart goes next to it (``OUT.png``, :func:`hamnet.plots.write_scf_chart`).
 
 Example::
@@ -251,6 +253,33 @@ def load_results(path: Path, settings: dict) -> dict:
     return res
 
 
+def merge_results(paths) -> dict:
+    """One results dict from files of the same benchmark (equal ``settings``) over other
+    molecules, as if one run had made them all; a molecule in two files must agree."""
+    res = None
+    for path in map(Path, paths):
+        try:
+            with open(path) as fh:
+                part = json.load(fh)
+            settings, molecules = part["settings"], part["molecules"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--merge {path}: not a results file of this benchmark ({exc})") from None
+        if res is None:
+            res = {"settings": settings, "molecules": {}}
+        elif settings != res["settings"]:
+            diff = sorted(k for k in set(settings) | set(res["settings"])
+                          if settings.get(k) != res["settings"].get(k))
+            raise ValueError(f"--merge {path}: other settings than {paths[0]} ({', '.join(diff)})")
+        for key, mol in molecules.items():
+            if key in res["molecules"] and res["molecules"][key] != mol:
+                raise ValueError(f"--merge {path}: molecule {key} is also in an earlier file, "
+                                 "with other results")
+            res["molecules"][key] = mol
+    res["summary"] = summarize(res)
+    res["merged_from"] = [str(Path(p).resolve()) for p in paths]
+    return res
+
+
 def summarize(res: dict) -> dict:
     """Means over molecules of cycles, wall time and ratios; the energy check."""
     mols = list(res["molecules"].values())
@@ -345,11 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="hamnet data store")
     src.add_argument("--xyz", nargs="+", help="geometry files in Angstrom")
+    src.add_argument("--merge", nargs="+", metavar="RESULTS.json",
+                     help="run nothing: join results files of one benchmark over other molecules "
+                          "(equal settings) into --out, with their summary and chart")
     p.add_argument("--split", help="named split of --data (default: all records)")
     p.add_argument("--part", default="test", choices=("train", "val", "test"),
                    help="part of --split (default test)")
     p.add_argument("--indices", help="subset of those records: 'a:b[:step]' or 'i,j,k'")
-    pred = p.add_mutually_exclusive_group(required=True)
+    pred = p.add_mutually_exclusive_group()  # one of them is required, except with --merge
     pred.add_argument("--model", metavar="CKPT", help="trained hamnet checkpoint")
     pred.add_argument("--oracle", action="store_true", help="exact converged F as the prediction")
     p.add_argument("--oracle-noise", type=float, default=0.0, metavar="SIGMA",
@@ -383,7 +415,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None, *, model=None) -> int:
     """Run the benchmark; ``model`` (an object) replaces loading ``--model`` (for tests)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.merge:
+        try:
+            res = merge_results(args.merge)
+        except ValueError as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        _write_json_atomic(Path(args.out), res)
+        print(format_summary(res))
+        if res["molecules"]:
+            from hamnet.plots import write_scf_chart
+
+            print(f"wrote {args.out} and {write_scf_chart(res, Path(args.out))}")
+        return 0
+    if not args.model and not args.oracle and model is None:
+        parser.error("one of the arguments --model --oracle is required")
     guesses = [DEFAULT_GUESS] + [g for g in dict.fromkeys(args.guesses) if g != DEFAULT_GUESS]
     unknown = [g for g in guesses if g not in PYSCF_GUESSES]
     if unknown:

@@ -355,6 +355,31 @@ def test_benchmark_oracle_and_resume(bench, tmp_path, monkeypatch, capsys):
     assert res2["molecules"][str(w)] == m
     with pytest.raises(ValueError, match="other settings"):
         bench.main(["--xyz", str(w), "--oracle", "--conv-tol", "1e-8"] + common)
+    # Merge: the water file and an NH3-only file give the two-molecule run's summary.
+    only_nh3 = tmp_path / "nh3.json"
+    assert bench.main(["--xyz", str(nh3), "--oracle", *common[:-1], str(only_nh3)]) == 0
+    merged = tmp_path / "merged.json"
+    first = tmp_path / "water_only.json"
+    first.write_text(json.dumps({"settings": res["settings"], "molecules": {str(w): m}}))
+    assert bench.main(["--merge", str(first), str(only_nh3), "--out", str(merged)]) == 0
+    got = json.loads(merged.read_text())
+    nh3_cycles = json.loads(only_nh3.read_text())["molecules"][str(nh3)]["runs"]["oracle"]["cycles"]
+    assert got["summary"]["n_molecules"] == 2
+    assert got["summary"]["cycles"]["oracle"] == pytest.approx((c["oracle"] + nh3_cycles) / 2)
+    assert got["molecules"][str(w)] == m and (tmp_path / "merged.png").is_file()
+    # other settings, or one molecule with two different results, are one-line errors
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"settings": {**res["settings"], "conv_tol": 1e-8}, "molecules": {}}))
+    clash = tmp_path / "clash.json"
+    clash.write_text(json.dumps({"settings": res["settings"], "molecules": {str(w): {**m, "converged": False}}}))
+    capsys.readouterr()
+    for files, message in (([first, other], "other settings than"), ([first, clash], "also in an earlier file"),
+                           ([tmp_path / "none.json"], "not a results file")):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--merge", *map(str, files), "--out", str(tmp_path / "x.json")])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
 
 
 def test_benchmark_with_model_object(bench, tmp_path):
