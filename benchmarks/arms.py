@@ -51,6 +51,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Optional
@@ -61,6 +62,7 @@ HERE = Path(__file__).resolve().parent
 ARMS_FILE, SUMMARY_JSON, SUMMARY_MD, CURVES_PNG = "arms.json", "summary.json", "summary.md", "learning_curves.png"
 DONE_FILE, LOG_FILE, SCF_FILE, SCF_LOG = "eval_test.json", "stdout.log", "scf_test.json", "scf_stdout.log"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+LEGEND_WIDTH = 100  # characters per line of an arm's legend entry (its overrides, wrapped)
 PROGRESS_EVERY = 30.0  # seconds between progress lines
 SEED_FIELD = "{seed}"  # in an override value: the run's seed
 ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a directory name
@@ -506,7 +508,8 @@ def curves_figure(summary: dict):
     data, handles = {}, []
     for i, (name, a) in enumerate(summary["arms"].items()):
         color = f"C{i % 10}"
-        handles.append(Line2D([], [], color=color, lw=1.5, label=f"{name}: {' '.join(a['overrides'])}"))
+        label = textwrap.fill(f"{name}: {' '.join(a['overrides'])}", LEGEND_WIDTH, subsequent_indent="    ")
+        handles.append(Line2D([], [], color=color, lw=1.5, label=label))
         for key, curve in summary["_curves"].items():
             if not key.startswith(f"{name}/") or not curve:
                 continue
@@ -525,7 +528,9 @@ def curves_figure(summary: dict):
               f", {plan['steps']} steps each" if plan.get("steps") else "")
     ax.set_title(f"{Path(str(plan.get('config', ''))).name or 'arms'}{budget}: a colour per arm, a line per seed",
                  fontsize="medium")
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 2), fontsize="small")
+    wide = any(len(h.get_label()) > LEGEND_WIDTH // 2 for h in handles)  # long labels: one column
+    fig.legend(handles=handles, loc="outside lower center", ncols=1 if wide else min(len(handles), 2),
+               fontsize="small")
     return fig, data
 
 
