@@ -147,6 +147,7 @@ def check_configs(config, arms: dict, global_sets: list, limits: list, seeds=(0,
     after the other runs trained for an hour."""
     from hamnet.commands.train import build_config
     from hamnet.errors import HamnetError
+    from hamnet.pretrained import find_pretrained
 
     cfgs = {}
     for name, items in arms.items():
@@ -156,19 +157,15 @@ def check_configs(config, arms: dict, global_sets: list, limits: list, seeds=(0,
                                     overrides=[f"seed={seed}", *limits, *sets])
             try:
                 cfg = build_config(ns)
-                init = _model_field(cfg, "init_from")
-                if init and (init.endswith(".pt") or os.sep in init) and not Path(init).exists():
+                init = cfg.model.get("init_from")
+                # hamnet.model.load_model's rule: an existing file, else a shipped model's name
+                if init and not Path(init).is_file() and find_pretrained(init) is None:
                     raise ArmsError(f"model.init_from: no file at {init} (seed {seed})")
             except (HamnetError, ValueError, OSError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ArmsError(f"arm {name}: {first}") from None
             cfgs.setdefault(name, cfg)
     return cfgs
-
-
-def _model_field(cfg, key: str):
-    model = cfg.model
-    return model.get(key) if isinstance(model, dict) else getattr(model, key, None)
 
 
 def prepare_stores(cfgs: dict) -> None:

@@ -369,6 +369,16 @@ def format_summary(res: dict) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def report(res: dict, out: Path) -> None:
+    """Print the tables and draw the chart next to ``out`` (mean cycles / wall time per
+    guess, per-molecule scatter)."""
+    print(format_summary(res))
+    if res["molecules"]:
+        from hamnet.plots import write_scf_chart
+
+        print(f"wrote {out} and {write_scf_chart(res, out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
@@ -423,11 +433,7 @@ def main(argv=None, *, model=None) -> int:
         except ValueError as exc:
             parser.exit(2, f"{parser.prog}: error: {exc}\n")
         _write_json_atomic(Path(args.out), res)
-        print(format_summary(res))
-        if res["molecules"]:
-            from hamnet.plots import write_scf_chart
-
-            print(f"wrote {args.out} and {write_scf_chart(res, Path(args.out))}")
+        report(res, Path(args.out))
         return 0
     if not args.model and not args.oracle and model is None:
         parser.error("one of the arguments --model --oracle is required")
@@ -515,11 +521,7 @@ def main(argv=None, *, model=None) -> int:
         _write_json_atomic(out, res)
     res["summary"] = summarize(res)
     _write_json_atomic(out, res)
-    print(format_summary(res))
-    if res["molecules"]:
-        from hamnet.plots import write_scf_chart
-
-        print(f"wrote {out} and {write_scf_chart(res, out)}")  # mean cycles / wall time per guess, per-molecule scatter
+    report(res, out)
     s = res["summary"]
     return 0 if s and s["all_energy_ok"] and s["all_converged"] else 1
 
