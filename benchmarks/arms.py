@@ -6,11 +6,15 @@ run's seed, e.g. ``model.init_from=runs/base/off/seed{seed}/best.pt``). Every ar
 once per ``--seeds`` seed in ``OUT/ARM/seed{S}`` with::
 
     python -m hamnet.cli train CONFIG --run-dir OUT/ARM/seedS --set seed=S \\
-        --set limits.max_minutes=M --set limits.max_steps=null [global --set] [arm overrides] --quiet
+        --set limits.max_minutes=M --set limits.max_steps=null --set limits.clock=C \\
+        [global --set] [arm overrides] --quiet
 
 All runs start at the same time (``--max-parallel`` caps that), each on one thread
 (``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``), so they share the
 machine's contention alike and the same minutes of training mean the same for each.
+With ``--clock cpu`` a minute is a minute of the run's CPU time (``limits.clock: cpu``):
+one thread's CPU minute is a wall minute on a free core, so runs get equal compute even
+when there are more runs (or other jobs) than cores.
 Every run's stdout and stderr go to its ``stdout.log``. A run that has ``eval_test.json``
 is done and skipped; any other is (re)started, and ``hamnet train`` resumes it from its
 ``last.pt``: after an interruption, run the same command again. A recipe store that
@@ -116,10 +120,10 @@ def parse_overrides(texts, where: str) -> list:
     return items
 
 
-def limit_overrides(minutes: Optional[float], steps: Optional[int]) -> list:
+def limit_overrides(minutes: Optional[float], steps: Optional[int], clock: str = "wall") -> list:
     """The ``--set`` items of the training budget (the other limit removed when only one is given)."""
     return [f"limits.max_minutes={'null' if minutes is None else repr(float(minutes))}",
-            f"limits.max_steps={'null' if steps is None else int(steps)}"]
+            f"limits.max_steps={'null' if steps is None else int(steps)}", f"limits.clock={clock}"]
 
 
 def run_dir(out: Path, arm: str, seed: int) -> Path:
@@ -470,7 +474,8 @@ def format_markdown(summary: dict) -> str:
     out += ["", "mean ± sample standard deviation over seeds; arms: "
             + "; ".join(f"{n} = `{' '.join(a['overrides'])}`" for n, a in arms.items())]
     if plan:
-        budget = (f"{plan['minutes']:g} min of training each" if plan.get("minutes") is not None
+        cpu = " CPU" if plan.get("clock") == "cpu" else ""
+        budget = (f"{plan['minutes']:g}{cpu} min of training each" if plan.get("minutes") is not None
                   else f"{plan.get('steps')} steps each")
         n, at_once = plan.get("n_runs"), plan.get("max_parallel") or plan.get("n_runs")
         together = "side by side" if at_once == n else f"{at_once} at a time"
@@ -517,11 +522,13 @@ def curves_figure(summary: dict):
                 ax.plot(x[ok], y[ok], color=color, lw=1.2, marker="o", ms=2.5, alpha=0.85)
                 data[key] = (x[ok], y[ok])
     ax.set_yscale("log")
-    ax.set_xlabel("training wall time (min)")
+    ax.set_xlabel("training CPU time (min)" if (summary.get("plan") or {}).get("clock") == "cpu"
+                  else "training wall time (min)")
     ax.set_ylabel("val MAE of H (µHa)")
     ax.grid(alpha=0.3, which="both", lw=0.5)
     plan = summary.get("plan") or {}
-    budget = (f", {plan['minutes']:g} min each" if plan.get("minutes") is not None else
+    budget = (f", {plan['minutes']:g}{' CPU' if plan.get('clock') == 'cpu' else ''} min each"
+              if plan.get("minutes") is not None else
               f", {plan['steps']} steps each" if plan.get("steps") else "")
     ax.set_title(f"{Path(str(plan.get('config', ''))).name or 'arms'}{budget}: a colour per arm, a line per seed",
                  fontsize="medium")
@@ -560,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", help="seeds of every arm (default 0; with --summarize-only: "
                    "those of OUT/arms.json)")
     p.add_argument("--minutes", type=float, help="training minutes of every run (limits.max_minutes)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="what --minutes counts: wall time (default) or each run's CPU time (limits.clock)")
     p.add_argument("--steps", type=int,
                    help="optimizer steps of every run (limits.max_steps; without --minutes, no time limit)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="global_sets",
@@ -578,7 +587,7 @@ def _plan(args, argv: list, arms: dict, global_sets: list, limits: list) -> dict
     return {"command": shlex.join([sys.executable, str(Path(__file__)), *argv]),
             "cwd": os.getcwd(), "config": str(Path(args.config).resolve()), "arms": arms,
             "global_sets": global_sets, "seeds": list(args.seeds), "minutes": args.minutes,
-            "steps": args.steps, "limits": limits, "max_parallel": args.max_parallel,
+            "clock": args.clock, "steps": args.steps, "limits": limits, "max_parallel": args.max_parallel,
             "n_runs": len(arms) * len(args.seeds), "thread_env": ONE_THREAD, "machine": machine(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -617,7 +626,7 @@ def main(argv=None) -> int:
         args.seeds = args.seeds or [0]
         if len(set(args.seeds)) != len(args.seeds):
             raise ArmsError(f"--seeds {' '.join(map(str, args.seeds))}: a seed given twice")
-        limits = limit_overrides(args.minutes, args.steps)
+        limits = limit_overrides(args.minutes, args.steps, args.clock)
         cfgs = check_configs(args.config, arms, global_sets, limits, args.seeds)
     except ArmsError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")

@@ -152,7 +152,8 @@ def test_dry_run_prints_the_commands_and_writes_nothing(arms, config_file, tmp_p
                       "--set", "optim.lr=0.001", "--arm", "on", "model.tracegrad=true", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("on/seed1: OMP_NUM_THREADS=1 MKL_NUM_THREADS=1")
-    assert ("--set seed=1 --set limits.max_minutes=2.0 --set limits.max_steps=null --set optim.lr=0.001 "
+    assert ("--set seed=1 --set limits.max_minutes=2.0 --set limits.max_steps=null --set limits.clock=wall "
+            "--set optim.lr=0.001 "
             "--set model.tracegrad=true --quiet") in lines[1]
     assert not out.exists()
 

@@ -255,3 +255,23 @@ def test_init_from_fine_tunes_from_a_trained_model(store, tmp_path):
     with pytest.raises(ConfigError, match="model.init_from: .* does not fit"):
         run(tiny_config(store, model={"init_from": str(src), "num_channels": 3}), tmp_path / "e",
             progress=False)
+
+
+def test_cpu_clock_counts_the_process_cpu_time(store, tmp_path, monkeypatch):
+    """``limits.clock: cpu`` stops on the process's CPU time, not on the wall clock: a fake
+    CPU clock that advances 6 s per reading ends a 0.5-minute run after a few steps, and
+    ``elapsed_s`` is that clock's time; with ``clock: wall`` the same fake changes nothing."""
+    import hamnet.train.loop as loop
+
+    ticks = iter(range(0, 10_000, 6))
+    monkeypatch.setattr(loop.time, "process_time", lambda: float(next(ticks)))
+    cfg = tiny_config(store, limits={"max_steps": 6, "max_minutes": 0.5, "clock": "cpu"}, eval={"every_steps": 1})
+    res = loop.run(cfg, tmp_path / "cpu", progress=False, evaluate_test=False)
+    # readings: the mark before the loop (0), then each step's start and end (6, 12); a
+    # validation after every step resets the mark (18), so every step counts 12 s, and the
+    # budget of 30 s is used up at step 3
+    assert res.status == "finished" and res.step == 3
+    assert [float(r["elapsed_s"]) for r in metrics_rows(tmp_path / "cpu")] == [12.0, 24.0, 36.0]
+    cfg["limits"]["clock"] = "wall"
+    res = loop.run(cfg, tmp_path / "wall", progress=False, evaluate_test=False)
+    assert res.status == "finished" and res.step == 6

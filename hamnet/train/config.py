@@ -27,7 +27,8 @@ built-in default job, a small water replica trained for a few minutes on a CPU):
     optim: {lr: 0.005, weight_decay: 0.0, betas: [0.9, 0.999], batch_size: 8,
             clip_grad_norm: 10.0, ema_decay: 0.99}
     schedule: {kind: cosine, warmup_steps: 50, min_lr_ratio: 0.02}
-    limits: {max_steps: null, max_minutes: 2.5}   # at least one of them
+    limits: {max_steps: null, max_minutes: 2.5,   # at least one of them
+             clock: wall}                   # or cpu: the process's CPU time (equal compute on a busy machine)
     eval: {every_steps: 100, max_val: null, metric: H_mae, batch_size: 16}  # metric: or density_mae, ...
     precision: float32              # or float64
     seed: 0
@@ -221,10 +222,17 @@ class ScheduleConfig(StrictModel):
 
 
 class LimitsConfig(StrictModel):
-    """When training stops: after ``max_steps`` optimizer steps or ``max_minutes`` of training."""
+    """When training stops: after ``max_steps`` optimizer steps or ``max_minutes`` of training.
+
+    ``clock`` says what a minute is. ``wall`` (the default): elapsed real time. ``cpu``: the
+    training process's CPU time (``time.process_time``, all its threads summed). With one
+    thread, a CPU minute is what a wall minute would be on a free core, so runs that share
+    a busy machine still get equal compute. Validation time is never training time.
+    """
 
     max_steps: Optional[Int] = Field(None, ge=0)
     max_minutes: Optional[Number] = Field(2.5, ge=0)
+    clock: Literal["wall", "cpu"] = "wall"
 
     @model_validator(mode="after")
     def _check(self):

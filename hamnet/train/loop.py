@@ -20,8 +20,9 @@ validation step. Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes
 ``last.pt`` and returns with ``status == "interrupted"``.
 
 Training stops at ``limits.max_steps`` optimizer steps or after ``limits.max_minutes``
-of training wall time (summed over resumed sessions; time spent in periodic validation,
-data generation and the final test does not count).
+of training time (wall time, or the process's CPU time with ``limits.clock: cpu``; summed
+over resumed sessions; time spent in periodic validation, data generation and the final
+test does not count).
 """
 
 from __future__ import annotations
@@ -543,19 +544,20 @@ class _Trainer:
         log_every = max(1, cfg.eval.every_steps // 5)  # plain progress lines, for log files
         with _StopRequest() as stop:
             done = self._limit_reached()
-            t_mark = time.perf_counter()
+            clock = time.process_time if lim.clock == "cpu" else time.perf_counter
+            t_mark = clock()
             while not done:
                 loader = self._loader()
                 for b, batch in enumerate(loader):
                     if b < self.batch_in_epoch:  # resumed mid-epoch: these batches were trained on
                         continue
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     r = self._train_step(batch)
                     n_mol = int(batch[GK.PTR].numel() - 1) * env.world_size
                     self.step += 1
                     self.batch_in_epoch = b + 1
                     self.samples += n_mol
-                    now = time.perf_counter()
+                    now = clock()
                     self.elapsed += now - t_mark
                     t_mark = now
                     for k, src in (("loss", GK.LOSS), ("loss_h", GK.LOSS_H), ("loss_t", GK.LOSS_T),
@@ -576,7 +578,7 @@ class _Trainer:
                     if self.step % cfg.eval.every_steps == 0 or (limit and not interrupted):
                         self._validate(window)
                         window = {k: 0 * v for k, v in window.items()}
-                        t_mark = time.perf_counter()  # validation time is not training time
+                        t_mark = clock()  # validation time is not training time
                     if interrupted:
                         status = "interrupted"
                     if interrupted or limit:
