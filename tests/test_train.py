@@ -275,3 +275,8 @@ def test_cpu_clock_counts_the_process_cpu_time(store, tmp_path, monkeypatch):
     cfg["limits"]["clock"] = "wall"
     res = loop.run(cfg, tmp_path / "wall", progress=False, evaluate_test=False)
     assert res.status == "finished" and res.step == 6
+    # the budget of a run is counted on one clock: resuming on the other is refused
+    from hamnet.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="trained with limits.clock=cpu"):
+        loop.run(cfg, tmp_path / "cpu", progress=False, evaluate_test=False)

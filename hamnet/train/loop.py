@@ -254,6 +254,11 @@ def _prepare_config(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, Optio
             f"{run_dir} holds a run with a different config (keys {', '.join(diff)}); resume it with the "
             f"same config (only 'limits', 'eval' and 'device' may change) or choose a new run_dir"
         )
+    if saved.limits.clock != cfg.limits.clock:
+        raise ConfigError(
+            f"{run_dir} was trained with limits.clock={saved.limits.clock}; its time budget is counted "
+            f"on that clock, so resume it with limits.clock={saved.limits.clock} or choose a new run_dir"
+        )
     merged = copy.deepcopy(saved)
     merged.limits, merged.eval, merged.device = cfg.limits, cfg.eval, cfg.device
     merged.run_dir = str(run_dir)
