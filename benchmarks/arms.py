@@ -1,4 +1,4 @@
-"""Side-by-side, equal-wall-time comparisons of training configurations ("arms"), several seeds.
+"""Side-by-side, equal-time comparisons (wall or CPU time) of training configurations ("arms"), several seeds.
 
 Each ``--arm NAME "KEY=VALUE ..."`` is a set of ``hamnet train --set`` overrides (values
 are YAML; split with shlex, so quoting works; ``{seed}`` in a value is replaced by the
