@@ -126,6 +126,11 @@ def limit_overrides(minutes: Optional[float], steps: Optional[int], clock: str =
             f"limits.max_steps={'null' if steps is None else int(steps)}", f"limits.clock={clock}"]
 
 
+def _minutes(plan: dict) -> str:
+    """``"20 min"``, or ``"20 CPU min"`` for a plan on the CPU clock."""
+    return f"{plan['minutes']:g}{' CPU' if plan.get('clock') == 'cpu' else ''} min"
+
+
 def run_dir(out: Path, arm: str, seed: int) -> Path:
     return Path(out) / arm / f"seed{seed}"
 
@@ -474,8 +479,7 @@ def format_markdown(summary: dict) -> str:
     out += ["", "mean ± sample standard deviation over seeds; arms: "
             + "; ".join(f"{n} = `{' '.join(a['overrides'])}`" for n, a in arms.items())]
     if plan:
-        cpu = " CPU" if plan.get("clock") == "cpu" else ""
-        budget = (f"{plan['minutes']:g}{cpu} min of training each" if plan.get("minutes") is not None
+        budget = (f"{_minutes(plan)} of training each" if plan.get("minutes") is not None
                   else f"{plan.get('steps')} steps each")
         n, at_once = plan.get("n_runs"), plan.get("max_parallel") or plan.get("n_runs")
         together = "side by side" if at_once == n else f"{at_once} at a time"
@@ -522,13 +526,11 @@ def curves_figure(summary: dict):
                 ax.plot(x[ok], y[ok], color=color, lw=1.2, marker="o", ms=2.5, alpha=0.85)
                 data[key] = (x[ok], y[ok])
     ax.set_yscale("log")
-    ax.set_xlabel("training CPU time (min)" if (summary.get("plan") or {}).get("clock") == "cpu"
-                  else "training wall time (min)")
+    plan = summary.get("plan") or {}
+    ax.set_xlabel(f"training {'CPU' if plan.get('clock') == 'cpu' else 'wall'} time (min)")
     ax.set_ylabel("val MAE of H (µHa)")
     ax.grid(alpha=0.3, which="both", lw=0.5)
-    plan = summary.get("plan") or {}
-    budget = (f", {plan['minutes']:g}{' CPU' if plan.get('clock') == 'cpu' else ''} min each"
-              if plan.get("minutes") is not None else
+    budget = (f", {_minutes(plan)} each" if plan.get("minutes") is not None else
               f", {plan['steps']} steps each" if plan.get("steps") else "")
     ax.set_title(f"{Path(str(plan.get('config', ''))).name or 'arms'}{budget}: a colour per arm, a line per seed",
                  fontsize="medium")

@@ -16,7 +16,6 @@ Exit status: 0, or 2 with a one-line error (no such run, store or split).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -49,6 +48,7 @@ def main(argv=None) -> int:
     p.add_argument("arms", nargs="+", help="arm names (folders of OUT)")
     args = p.parse_args(argv)
     from hamnet.data import open_dataset
+    from hamnet.data.splits import read_run_split
     from hamnet.errors import HamnetError
     from hamnet.model import load_model
 
@@ -59,10 +59,10 @@ def main(argv=None) -> int:
         if missing:
             raise HamnetError(f"no runs {Path(args.out)}/{missing[0]}/seed*")
         for arm, run in runs:
-            if not (run / "split.json").is_file() or not (run / "best.pt").is_file():
+            sp = read_run_split(run)
+            if sp is None or not (run / "best.pt").is_file():
                 raise HamnetError(f"{run}: no split.json or best.pt (an unfinished run?)")
-            sp = json.loads((run / "split.json").read_text())
-            test = sp["test"] if "test" in sp else sp["parts"]["test"]
+            test = sp["parts"]["test"]
             model = load_model(run / "best.pt")
             errs, crossed = molecule_errors(lambda Z, pos: model.predict((Z, pos)), store, test)
             errs = errs * 1e6

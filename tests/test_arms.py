@@ -4,7 +4,6 @@ summary's statistics on hand-made run directories, and one-line errors for bad i
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -14,15 +13,10 @@ import yaml
 
 from hamnet.testing import tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def arms():
-    spec = importlib.util.spec_from_file_location("arms", ROOT / "benchmarks" / "arms.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def arms(load_benchmark):
+    return load_benchmark("arms")
 
 
 @pytest.fixture

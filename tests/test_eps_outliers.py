@@ -8,24 +8,16 @@ orbitals) leaves the occupied energies unchanged and is a gap collapse.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.linalg
 
 from hamnet.data import open_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def eps_outliers():
-    spec = importlib.util.spec_from_file_location("eps_outliers", ROOT / "benchmarks" / "eps_outliers.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def eps_outliers(load_benchmark):
+    return load_benchmark("eps_outliers")
 
 
 def _by_position(store, change):

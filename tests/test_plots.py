@@ -8,7 +8,6 @@ the metrics written to JSON, or values computed here independently (numpy, scipy
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from hamnet.data import open_dataset
 from hamnet.testing import make_store, tiny_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def assert_png(path: Path) -> None:
@@ -39,13 +37,6 @@ def assert_png(path: Path) -> None:
     img = imread(path)
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
     assert not [p for p in path.parent.iterdir() if ".tmp" in p.name], "temporary file left behind"
-
-
-def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -213,10 +204,10 @@ def _scf_results() -> dict:
             "molecules": mols}
 
 
-def test_scf_chart_shows_the_summary(tmp_path):
+def test_scf_chart_shows_the_summary(tmp_path, load_benchmark):
     from hamnet.plots import scf_figure, write_scf_chart
 
-    bench = _bench("scf_speedup")
+    bench = load_benchmark("scf_speedup")
     res = _scf_results()
     res["summary"] = bench.summarize(res)
     png = write_scf_chart(res, tmp_path / "scf.json")

@@ -6,10 +6,8 @@ the exact (or a perturbed) converged Fock matrix, so nothing here depends on tra
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import scipy.linalg
@@ -314,12 +312,8 @@ def test_read_mole(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scf_speedup.py"
-    spec = importlib.util.spec_from_file_location("scf_speedup", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(load_benchmark):
+    return load_benchmark("scf_speedup")
 
 
 def test_benchmark_oracle_and_resume(bench, tmp_path, monkeypatch, capsys):
@@ -465,16 +459,13 @@ def test_benchmark_guess_quality_correlations(bench, tmp_path):
     assert "Spearman rho" in bench.format_guess_quality(q)
 
 
-def test_guard_density_benchmark_reports_the_converged_shift(store, tmp_path, capsys):
+def test_guard_density_benchmark_reports_the_converged_shift(store, tmp_path, capsys, load_benchmark):
     """benchmarks/guard_density.py: max |P - P_minao| of the stored converged F, by hand."""
     from hamnet.data import open_dataset
     from hamnet.data import record_keys as RK
     from hamnet.scf import guess_dm, make_scf
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "guard_density.py"
-    spec = importlib.util.spec_from_file_location("guard_density", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("guard_density")
     out = tmp_path / "rows.json"
     assert mod.main(["--data", str(store), "--split", "tiny", "--part", "test", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
